@@ -1,0 +1,61 @@
+"""Flat per-feature properties: what a map popup, a GIS attribute table or a CSV shows.
+
+For each target unit (ward): ``code``, ``name``, ``population`` (all residents, rounded),
+``total`` and ``total_pence`` (all bodies), ``per_head`` (total / population), ``cofog_01`` ...
+``cofog_10`` (pounds per COFOG division), ``body_<slug>`` (pounds per body) and
+``share_direct`` / ``share_proxy`` / ``share_area`` (fractions of the total by method).
+Amounts are summed in whole pence and only turned into pounds (2 dp) at the end.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+COFOG_DIVISIONS = tuple(f"{i:02d}" for i in range(1, 11))
+SHARE_METHODS = ("direct", "proxy", "area")
+
+
+def feature_properties(
+    target_alloc: pd.DataFrame,
+    lines: pd.DataFrame,
+    targets: pd.DataFrame,
+    population: pd.Series,
+    bodies: list[str],
+) -> pd.DataFrame:
+    """Build one row of flat properties per target unit, in ``targets`` order.
+
+    ``target_alloc``: line_id, target_code, method, amount_pence. ``lines``: line_id, body,
+    cofog_code. ``targets``: code, name (every unit, with money or not). ``population``:
+    residents per target code. ``bodies``: body slugs to give a column each.
+    """
+    codes = targets["code"].to_numpy()
+    merged = target_alloc.merge(lines[["line_id", "body", "cofog_code"]], on="line_id")
+    merged["division"] = merged["cofog_code"].str.slice(0, 2)
+
+    def pence_by(column: str, keys: tuple[str, ...] | list[str]) -> pd.DataFrame:
+        table = merged.pivot_table(
+            index="target_code", columns=column, values="amount_pence", aggfunc="sum"
+        )
+        return table.reindex(index=codes, columns=list(keys)).fillna(0).astype(np.int64)
+
+    total = merged.groupby("target_code")["amount_pence"].sum().reindex(codes).fillna(0)
+    total = total.astype(np.int64).to_numpy()
+    people = population.reindex(codes).fillna(0.0).to_numpy(dtype=np.float64)
+
+    out = pd.DataFrame({"code": codes, "name": targets["name"].to_numpy()})
+    out["population"] = np.rint(people).astype(np.int64)
+    out["total"] = total / 100
+    out["total_pence"] = total
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["per_head"] = np.where(people > 0, np.round(total / 100 / people, 2), np.nan)
+    for division, column in pence_by("division", COFOG_DIVISIONS).items():
+        out[f"cofog_{division}"] = column.to_numpy() / 100
+    for body, column in pence_by("body", bodies).items():
+        out[f"body_{body}"] = column.to_numpy() / 100
+    for method, column in pence_by("method", SHARE_METHODS).items():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(total != 0, column.to_numpy() / total, 0.0)
+        out[f"share_{method}"] = np.round(share, 6)
+    out["per_head"] = out["per_head"].astype(object).where(out["per_head"].notna(), None)
+    return out

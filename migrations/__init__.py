@@ -1,0 +1,1 @@
+"""Schema history: numbered ``NNNN_name.sql`` files, applied in order by ``store.migrate``."""

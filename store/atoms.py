@@ -1,0 +1,92 @@
+"""Atom sets (small areas cut by a target geography) and crosswalks from atoms to any set."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import pandas as pd
+
+from store.boundaries import ewkb_hex
+from store.db import Connection
+
+
+def find_atom_set(conn: Connection, slug: str) -> dict | None:
+    """The atom_set row for ``slug``, or None."""
+    return conn.execute("SELECT * FROM atom_set WHERE slug = %s", (slug,)).fetchone()
+
+
+def save_atoms(
+    conn: Connection, *, slug: str, zone_set_id: int, cut_set_id: int, atoms: gpd.GeoDataFrame
+) -> int:
+    """Insert an atom set and its atoms (atom_id, zone_code, cut_code, zone_share, area_m2)."""
+    aid = conn.execute(
+        "INSERT INTO atom_set (slug, zone_set_id, cut_set_id) VALUES (%s, %s, %s) RETURNING id",
+        (slug, zone_set_id, cut_set_id),
+    ).fetchone()["id"]
+    wkb = ewkb_hex(atoms.geometry.to_numpy())
+    with conn.cursor().copy(
+        "COPY atom (atom_set_id, atom_id, zone_code, cut_code, zone_share, area_m2, geom)"
+        " FROM STDIN"
+    ) as copy:
+        for r, g in zip(atoms.itertuples(index=False), wkb, strict=True):
+            zone = r.zone_code if isinstance(r.zone_code, str) else None
+            copy.write_row(
+                (aid, int(r.atom_id), zone, r.cut_code, float(min(r.zone_share, 1.0)),
+                 float(r.area_m2), g)
+            )
+    return int(aid)
+
+
+def read_atoms(conn: Connection, atom_set_id: int, *, geometry: bool = False) -> pd.DataFrame:
+    """Atoms of a set, ordered by atom_id; with ``geometry`` a GeoDataFrame (EPSG:27700)."""
+    geom = ", ST_AsBinary(geom) AS wkb" if geometry else ""
+    rows = conn.execute(
+        "SELECT atom_id, zone_code, cut_code, zone_share, area_m2" + geom +
+        " FROM atom WHERE atom_set_id = %s ORDER BY atom_id",
+        (atom_set_id,),
+    ).fetchall()
+    frame = pd.DataFrame(
+        rows, columns=["atom_id", "zone_code", "cut_code", "zone_share", "area_m2"]
+        + (["wkb"] if geometry else [])
+    )
+    if not geometry:
+        return frame
+    geoms = gpd.GeoSeries.from_wkb([bytes(b) for b in frame.pop("wkb")], crs=27700)
+    return gpd.GeoDataFrame(frame, geometry=geoms.to_numpy(), crs=27700)
+
+
+def find_crosswalk(conn: Connection, atom_set_id: int, target_set_id: int) -> int | None:
+    """Id of the stored crosswalk between an atom set and a target set, or None."""
+    row = conn.execute(
+        "SELECT id FROM crosswalk WHERE atom_set_id = %s AND target_set_id = %s"
+        " AND basis = 'area'",
+        (atom_set_id, target_set_id),
+    ).fetchone()
+    return None if row is None else int(row["id"])
+
+
+def save_crosswalk(
+    conn: Connection, atom_set_id: int, target_set_id: int, weights: pd.DataFrame
+) -> int:
+    """Insert a crosswalk (atom_id, target_code, weight)."""
+    cid = conn.execute(
+        "INSERT INTO crosswalk (atom_set_id, target_set_id) VALUES (%s, %s) RETURNING id",
+        (atom_set_id, target_set_id),
+    ).fetchone()["id"]
+    with conn.cursor().copy(
+        "COPY crosswalk_weight (crosswalk_id, atom_id, target_code, weight) FROM STDIN"
+    ) as copy:
+        for a, t, w in weights[["atom_id", "target_code", "weight"]].itertuples(
+            index=False, name=None
+        ):
+            copy.write_row((cid, int(a), t, float(min(w, 1.0))))
+    return int(cid)
+
+
+def read_crosswalk(conn: Connection, crosswalk_id: int) -> pd.DataFrame:
+    """A crosswalk's weights: atom_id, target_code, weight."""
+    rows = conn.execute(
+        "SELECT atom_id, target_code, weight FROM crosswalk_weight WHERE crosswalk_id = %s"
+        " ORDER BY atom_id, target_code",
+        (crosswalk_id,),
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["atom_id", "target_code", "weight"])

@@ -1,0 +1,97 @@
+"""Boundary sets and their units: write once (COPY), read back as GeoDataFrames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import shapely
+
+from placespend.errors import NotFound
+from store.db import Connection
+
+BNG = 27700
+
+
+@dataclass(frozen=True)
+class BoundarySetMeta:
+    """What is said about a boundary set besides its features."""
+
+    slug: str
+    name: str
+    kind: str
+    vintage: str
+    source: str
+    licence: str
+    attribution: str
+    content_sha256: str
+
+
+def ewkb_hex(geoms: np.ndarray) -> np.ndarray:
+    """Hex EWKB with SRID 27700, the text form PostGIS reads in COPY."""
+    return shapely.to_wkb(shapely.set_srid(geoms, BNG), hex=True, include_srid=True)
+
+
+def set_id(conn: Connection, slug: str) -> int:
+    """Id of a boundary set, or NotFound."""
+    row = conn.execute("SELECT id FROM boundary_set WHERE slug = %s", (slug,)).fetchone()
+    if row is None:
+        raise NotFound(f"no boundary set {slug!r}", "load it first (`placespend load`)")
+    return int(row["id"])
+
+
+def find_set(conn: Connection, slug: str) -> dict | None:
+    """The boundary_set row for ``slug``, or None."""
+    return conn.execute("SELECT * FROM boundary_set WHERE slug = %s", (slug,)).fetchone()
+
+
+def save_boundary_set(conn: Connection, meta: BoundarySetMeta, frame: gpd.GeoDataFrame) -> int:
+    """Insert a set and its units (code, name, parent_code, geometry in EPSG:27700)."""
+    row = conn.execute(
+        "INSERT INTO boundary_set (slug, name, kind, vintage, source, licence, attribution,"
+        " content_sha256) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (meta.slug, meta.name, meta.kind, meta.vintage, meta.source, meta.licence,
+         meta.attribution, meta.content_sha256),
+    ).fetchone()
+    sid = int(row["id"])
+    geoms = frame.geometry.to_numpy()
+    wkb = ewkb_hex(geoms)
+    area = shapely.area(geoms)
+    parents = frame["parent_code"] if "parent_code" in frame else [None] * len(frame)
+    with conn.cursor().copy(
+        "COPY boundary (set_id, code, name, parent_code, geom, area_m2) FROM STDIN"
+    ) as copy:
+        for code, name, parent, g, a in zip(
+            frame["code"], frame["name"], parents, wkb, area, strict=True
+        ):
+            copy.write_row((sid, code, name, parent, g, float(a)))
+    return sid
+
+
+def read_boundaries(conn: Connection, slug: str) -> gpd.GeoDataFrame:
+    """All units of a set: code, name, parent_code, geometry (EPSG:27700), ordered by code."""
+    sid = set_id(conn, slug)
+    rows = conn.execute(
+        "SELECT code, name, parent_code, ST_AsBinary(geom) AS wkb FROM boundary"
+        " WHERE set_id = %s ORDER BY code",
+        (sid,),
+    ).fetchall()
+    geoms = shapely.from_wkb([bytes(r["wkb"]) for r in rows])
+    return gpd.GeoDataFrame(
+        {
+            "code": [r["code"] for r in rows],
+            "name": [r["name"] for r in rows],
+            "parent_code": [r["parent_code"] for r in rows],
+        },
+        geometry=geoms,
+        crs=BNG,
+    )
+
+
+def list_sets(conn: Connection) -> list[dict]:
+    """Every boundary set with its feature count."""
+    return conn.execute(
+        "SELECT s.*, count(b.id) AS features FROM boundary_set s"
+        " LEFT JOIN boundary b ON b.set_id = s.id GROUP BY s.id ORDER BY s.slug"
+    ).fetchall()

@@ -1,0 +1,54 @@
+"""Connections: one helper to open a connection, one to open a pool for the API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from placespend.errors import SetupError
+
+Connection = psycopg.Connection
+
+
+def _setup_error(url: str, exc: Exception) -> SetupError:
+    safe = url.split("@")[-1]
+    return SetupError(
+        f"cannot connect to PostgreSQL at {safe}: {str(exc).strip().splitlines()[0]}",
+        "start the project database with `placespend db start`, or set DATABASE_URL to a "
+        "running PostGIS",
+    )
+
+
+@contextmanager
+def connect(url: str) -> Iterator[Connection]:
+    """Open one connection (dict rows); commit on success, roll back on error."""
+    try:
+        conn = psycopg.connect(url, row_factory=dict_row, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise _setup_error(url, exc) from exc
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
+def open_pool(url: str, *, min_size: int = 1, max_size: int = 8) -> ConnectionPool:
+    """Open a connection pool (dict rows), waiting until the database answers."""
+    pool = ConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"row_factory": dict_row},
+        open=False,
+    )
+    try:
+        pool.open(wait=True, timeout=15)
+    except Exception as exc:  # noqa: BLE001 - any failure to open is a setup problem
+        pool.close()
+        raise _setup_error(url, exc) from exc
+    return pool

@@ -170,3 +170,18 @@ def apportion_lines(
     for outcome in outcomes:
         outcome.allocated_pence = int(allocated.get(outcome.line_id, 0))
     return Apportionment(rows.reset_index(drop=True), outcomes)
+
+
+def choose_proxies(lines: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
+    """The proxy each line is spread by: its row in the proxy table, else the ``*`` row.
+
+    ``table``: line, proxy (one row must be ``*``). Returns a Series aligned with ``lines``.
+    """
+    default = table.loc[table["line"] == "*", "proxy"]
+    if len(default) != 1:
+        raise InputError(
+            "the proxy table needs exactly one '*' row (the proxy for every other line)",
+            "add a row: *,residents-all,...",
+        )
+    named = dict(zip(table["line"], table["proxy"], strict=True))
+    return lines["line"].map(lambda line: named.get(line, default.iloc[0]))

@@ -1,0 +1,214 @@
+"""The ``placespend`` command: demo, db, load, run, serve.
+
+Every command is a thin call into ``store``, ``placespend.load`` or ``placespend.runs``; errors
+from them are printed as one line naming the cause and the fix, with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from placespend.errors import PlacespendError, SetupError
+from placespend.settings import Settings
+
+console = Console(stderr=True)
+
+
+@contextmanager
+def step(label: str) -> Iterator[None]:
+    """Show a spinner while a long step runs, then its time."""
+    start = time.perf_counter()
+    with console.status(f"{label}..."):
+        yield
+    console.print(f"[green]✓[/] {label} [dim]({time.perf_counter() - start:.1f}s)[/]")
+
+
+def _database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    from store import cluster
+
+    with console.status("Starting the project PostGIS..."):
+        return cluster.resolve_database_url()
+
+
+def _migrate(url: str) -> list[str]:
+    from store.db import connect
+    from store.migrate import migrate
+
+    with connect(url) as conn:
+        return migrate(conn)
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    """Start, stop or migrate the database."""
+    from store import cluster
+
+    if args.action == "stop":
+        stopped = cluster.stop()
+        console.print("stopped" if stopped else "was not running")
+        return 0
+    url = _database_url(settings)
+    if args.action == "start":
+        console.print(f"PostGIS running: {url}")
+        return 0
+    applied = _migrate(url)
+    console.print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
+    return 0
+
+
+def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
+    """Load the embedded data."""
+    from placespend.load import load_embedded
+    from store.db import connect
+
+    url = _database_url(settings)
+    _migrate(url)
+    with connect(url) as conn:
+        report = load_embedded(conn, step=step)
+    if report.added:
+        console.print(f"loaded: {', '.join(report.added)}")
+    if report.present:
+        console.print(f"[dim]already loaded: {', '.join(report.present)}[/]")
+    for slug, codes in report.repaired.items():
+        console.print(f"[yellow]repaired invalid geometry in {slug}: {', '.join(codes)}[/]")
+    return 0
+
+
+def _print_conservation(conservation: dict) -> None:
+    table = Table(title="Conservation report (pence)")
+    for col in ("body", "line", "amount", "allocated", "method", "proxy", "why not allocated"):
+        table.add_column(col, justify="right" if col in ("amount", "allocated") else "left")
+    for o in conservation["lines"]:
+        table.add_row(
+            o["body"], o["line"], f"{o['amount_pence']:,}", f"{o['allocated_pence']:,}",
+            o["method"] or "-", o["proxy"] or "-", o["reason"] or "",
+        )
+    console.print(table)
+    console.print(
+        f"total {conservation['total_pence']:,}p = allocated "
+        f"{conservation['allocated_pence']:,}p + unallocated "
+        f"{conservation['unallocated_pence']:,}p"
+    )
+    for t in conservation["targets"]:
+        console.print(
+            f"  {t['target_set']}: {t['features']} features hold {t['allocated_pence']:,}p; "
+            f"{t['outside_pence']:,}p lies outside them"
+        )
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    """Apportion a year's spend and publish collections."""
+    from placespend.runs import RunRequest, apportion
+    from store.db import connect
+
+    url = _database_url(settings)
+    kwargs = {"financial_year": args.year}
+    if args.proxy_table:
+        kwargs["proxy_table"] = Path(args.proxy_table)
+    with connect(url) as conn:
+        result = apportion(conn, RunRequest(**kwargs), step=step)
+    state = "published" if result.created else "already published (same inputs)"
+    console.print(f"run {result.run_id} {state}: {', '.join(result.collections)}")
+    if args.report:
+        _print_conservation(result.conservation)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the API and map."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = settings.model_copy(
+        update={"database_url": _database_url(settings), "host": args.host, "port": args.port}
+    )
+    _check_port(args.host, args.port)
+    console.print(f"Serving API and map at http://{args.host}:{args.port} (map: /map)")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise SetupError(
+                f"port {port} on {host} is in use ({exc.strerror})",
+                f"stop what is using it, or choose another: --port {port + 1}",
+            ) from exc
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Everything: database, migrations, embedded data, the 2014-15 run, then serve."""
+    start = time.perf_counter()
+    _check_port(args.host, args.port)
+    cmd_load(args, settings)
+    args.year, args.proxy_table, args.report = "2014-15", None, True
+    cmd_run(args, settings)
+    console.print(f"[bold]Ready in {time.perf_counter() - start:.0f}s.[/]")
+    return cmd_serve(args, settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line grammar."""
+    parser = argparse.ArgumentParser(
+        prog="placespend",
+        description="Apportion public spend to wards and neighbourhoods, and serve it.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def serving(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+        p.add_argument("--port", type=int, default=8000, help="port to listen on")
+
+    demo = sub.add_parser("demo", help="set up, load Hackney/London, apportion 2014-15, serve")
+    serving(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    db = sub.add_parser("db", help="the project database")
+    db.add_argument("action", choices=["start", "stop", "migrate"])
+    db.set_defaults(func=cmd_db)
+
+    load = sub.add_parser("load", help="load the embedded boundary, population and spend data")
+    load.set_defaults(func=cmd_load)
+
+    run = sub.add_parser("run", help="apportion a year's spend and publish collections")
+    run.add_argument("--year", default="2014-15", help="financial year, e.g. 2014-15")
+    run.add_argument("--proxy-table", help="CSV line,proxy[,rationale] (default: embedded)")
+    run.add_argument("--report", action="store_true", help="print the conservation report")
+    run.set_defaults(func=cmd_run)
+
+    serve = sub.add_parser("serve", help="serve the API and map")
+    serving(serve)
+    serve.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``placespend`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args, Settings()))
+    except PlacespendError as exc:
+        console.print(f"[red]placespend: {exc.one_line()}[/]", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""Settings, read from the environment when the app or CLI starts (never at import time)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where the database is and how the service is served.
+
+    ``DATABASE_URL`` points at an existing PostGIS; without it the project-local cluster is
+    started (``store.cluster``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PLACESPEND_", extra="ignore")
+
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_items: int = Field(default=10_000, description="largest page /items will serve")

@@ -1,0 +1,26 @@
+"""Typed dependencies: a pooled connection per request, and the settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from placespend.settings import Settings
+from store.db import Connection
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings the app was created with."""
+    return request.app.state.settings
+
+
+def get_conn(request: Request) -> Iterator[Connection]:
+    """A connection from the pool, returned after the request."""
+    with request.app.state.pool.connection() as conn:
+        yield conn
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ConnDep = Annotated[Connection, Depends(get_conn)]

@@ -1,0 +1,1 @@
+"""Routers: ``features`` (OGC API Features), ``runs`` (runs and conservation), ``map_page``."""

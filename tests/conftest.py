@@ -1,0 +1,63 @@
+"""Shared fixtures: a real PostGIS (the project-local cluster, or DATABASE_URL), never a mock.
+
+- ``db_url``: a fresh, migrated test database for the session.
+- ``demo``: that database with the embedded data loaded and the 2014-15 run published.
+- ``conn``: a connection to it, per test.
+- ``fresh_db``: a new empty migrated database for one test (hand-built fixtures).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from placespend.load import load_embedded
+from placespend.runs import RunRequest, RunResult, apportion
+from store import cluster
+from store.db import Connection, connect
+from store.migrate import migrate
+
+_counter = itertools.count()
+
+
+def _new_database(name: str) -> str:
+    """Create (or recreate) a migrated database and return its URL."""
+    base = os.environ.get("DATABASE_URL")
+    if base:
+        admin = psycopg.conninfo.make_conninfo(base, dbname="postgres")
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            c.execute(f'CREATE DATABASE "{name}"')
+        url = psycopg.conninfo.make_conninfo(base, dbname=name)
+    else:
+        url = cluster.create_database(cluster.ensure_running(), name, drop_first=True)
+    with connect(url) as conn:
+        migrate(conn)
+    return url
+
+
+@pytest.fixture(scope="session")
+def db_url() -> str:
+    return _new_database(f"placespend_test_{os.getpid()}")
+
+
+@pytest.fixture(scope="session")
+def demo(db_url: str) -> RunResult:
+    with connect(db_url) as conn:
+        load_embedded(conn)
+        return apportion(conn, RunRequest())
+
+
+@pytest.fixture()
+def conn(db_url: str) -> Iterator[Connection]:
+    with connect(db_url) as c:
+        yield c
+
+
+@pytest.fixture()
+def fresh_db() -> str:
+    return _new_database(f"placespend_test_{os.getpid()}_{next(_counter)}")

@@ -483,7 +483,7 @@ def _quote_conf(value: str) -> str:
 
 
 def _write_settings(cluster: Cluster) -> None:
-    """Write the settings that depend on where and how the cluster runs, then the log/socket."""
+    """Prepare the socket dir and log file, and write the port/address/socket settings."""
     cluster.socket_dir.mkdir(mode=0o755, exist_ok=True)
     _give_to_server(cluster.socket_dir)
     cluster.log_file.touch(exist_ok=True)

@@ -29,7 +29,10 @@ class BoundarySetMeta:
 
 
 def ewkb_hex(geoms: np.ndarray) -> np.ndarray:
-    """Hex EWKB with SRID 27700, the text form PostGIS reads in COPY."""
+    """Hex EWKB with SRID 27700 (Polygons promoted to MultiPolygons), as COPY reads it."""
+    geoms = np.asarray(geoms, dtype=object).copy()
+    single = shapely.get_type_id(geoms) == shapely.GeometryType.POLYGON.value
+    geoms[single] = [shapely.MultiPolygon([g]) for g in geoms[single]]
     return shapely.to_wkb(shapely.set_srid(geoms, BNG), hex=True, include_srid=True)
 
 

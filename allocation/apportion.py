@@ -165,7 +165,8 @@ def apportion_lines(
         rows["group"].to_numpy(dtype=np.intp),
         rows["weight"].to_numpy(dtype=np.float64),
     )
-    rows = rows.loc[rows["amount_pence"] != 0, ["line_id", "atom_id", "amount_pence", "method", "proxy"]]
+    columns = ["line_id", "atom_id", "amount_pence", "method", "proxy"]
+    rows = rows.loc[rows["amount_pence"] != 0, columns]
     allocated = rows.groupby("line_id")["amount_pence"].sum()
     for outcome in outcomes:
         outcome.allocated_pence = int(allocated.get(outcome.line_id, 0))

@@ -39,8 +39,10 @@ def feature_properties(
         )
         return table.reindex(index=codes, columns=list(keys)).fillna(0).astype(np.int64)
 
-    total = merged.groupby("target_code")["amount_pence"].sum().reindex(codes).fillna(0)
-    total = total.astype(np.int64).to_numpy()
+    total = (
+        merged.groupby("target_code")["amount_pence"].sum().reindex(codes).fillna(0)
+        .astype(np.int64).to_numpy()
+    )
     people = population.reindex(codes).fillna(0.0).to_numpy(dtype=np.float64)
 
     out = pd.DataFrame({"code": codes, "name": targets["name"].to_numpy()})

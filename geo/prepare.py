@@ -95,7 +95,9 @@ def make_valid_polygons(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     invalid = ~shapely.is_valid(geoms)
     fixed = geoms.copy()
     if invalid.any():
-        fixed[invalid] = shapely.make_valid(geoms[invalid], method="structure", keep_collapsed=False)
+        fixed[invalid] = shapely.make_valid(
+            geoms[invalid], method="structure", keep_collapsed=False
+        )
     return polygonal(fixed), invalid
 
 

@@ -171,7 +171,7 @@ def apportion(conn: Connection, request: RunRequest, step: Step = quiet) -> RunR
                 ),
             )
         )
-        meta = store_boundaries.find_set(conn, target_set)
+        meta = store_boundaries.get_set(conn, target_set)
         writes.append(
             runs.CollectionWrite(
                 collection_id=cid,

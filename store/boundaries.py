@@ -38,10 +38,15 @@ def ewkb_hex(geoms: np.ndarray) -> np.ndarray:
 
 def set_id(conn: Connection, slug: str) -> int:
     """Id of a boundary set, or NotFound."""
-    row = conn.execute("SELECT id FROM boundary_set WHERE slug = %s", (slug,)).fetchone()
+    return int(get_set(conn, slug)["id"])
+
+
+def get_set(conn: Connection, slug: str) -> dict:
+    """The boundary_set row for ``slug``, or NotFound."""
+    row = find_set(conn, slug)
     if row is None:
         raise NotFound(f"no boundary set {slug!r}", "load it first (`placespend load`)")
-    return int(row["id"])
+    return row
 
 
 def find_set(conn: Connection, slug: str) -> dict | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, TypeAlias
 
 import psycopg
 from psycopg.rows import dict_row
@@ -11,7 +12,7 @@ from psycopg_pool import ConnectionPool
 
 from placespend.errors import SetupError
 
-Connection = psycopg.Connection
+Connection: TypeAlias = psycopg.Connection[Any]
 
 
 def _setup_error(url: str, exc: Exception) -> SetupError:

@@ -113,7 +113,7 @@ def save_run(
             ].itertuples(index=False, name=None):
                 copy.write_row((run_id, c.target_set_id, int(line_id), code, method, int(pence)))
         schema = [
-            {"name": name, "type": "string" if dtype == object else "number"}
+            {"name": name, "type": "number" if pd.api.types.is_numeric_dtype(dtype) else "string"}
             for name, dtype in c.features.dtypes.items()
         ]
         conn.execute(

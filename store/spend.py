@@ -49,8 +49,10 @@ def save_spend_batch(
 
 
 def lines_for_year(conn: Connection, financial_year: str) -> pd.DataFrame:
-    """Every spend line of a year: line_id, body, line, cofog_code, amount_pence, area_set,
-    area_code, source_row, ordered by id."""
+    """Every spend line of a year, ordered by id.
+
+    Columns: line_id, body, line, cofog_code, amount_pence, area_set, area_code, source_row.
+    """
     rows = conn.execute(
         "SELECT l.id AS line_id, b.slug AS body, l.line, l.cofog_code, l.amount_pence,"
         " s.slug AS area_set, l.area_code, l.source_row"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import box
 
-import geopandas as gpd
 from allocation.apportion import apportion_lines, atom_proxy_values, choose_proxies
 from allocation.conservation import ConservationReport
 from allocation.crosswalk import target_values, to_targets
@@ -82,7 +82,7 @@ def test_choose_proxies_uses_the_star_row_for_unnamed_lines() -> None:
 def test_gap_atoms_cover_what_no_zone_covers() -> None:
     zones = world.zones().iloc[[0]]  # only Z1: the rest of W1 and all of W2 are gaps
     atoms = build_atoms(zones, world.wards())
-    assert sorted(zip(atoms["cut_code"], atoms["zone_code"].fillna("-"))) == [
+    assert sorted(zip(atoms["cut_code"], atoms["zone_code"].fillna("-"), strict=True)) == [
         ("W1", "-"), ("W1", "Z1"), ("W2", "-")
     ]
     assert atoms["area_m2"].sum() == 20_000.0
@@ -111,7 +111,8 @@ def layouts(draw):
     def grid(xs, ys, prefix):
         cells = [
             box(world.X0 + x1, world.Y0 + y1, world.X0 + x2, world.Y0 + y2)
-            for x1, x2 in zip(xs, xs[1:]) for y1, y2 in zip(ys, ys[1:])
+            for x1, x2 in zip(xs[:-1], xs[1:], strict=True)
+            for y1, y2 in zip(ys[:-1], ys[1:], strict=True)
         ]
         codes = [f"{prefix}{i}" for i in range(len(cells))]
         return gpd.GeoDataFrame({"code": codes, "name": codes, "parent_code": None},

@@ -85,7 +85,7 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
 
 def _print_conservation(conservation: dict) -> None:
     table = Table(title="Conservation report (pence)")
-    for col in ("body", "line", "amount", "allocated", "method", "proxy", "why not allocated"):
+    for col in ("body", "line", "amount", "allocated", "method", "proxy", "note"):
         table.add_column(col, justify="right" if col in ("amount", "allocated") else "left")
     for o in conservation["lines"]:
         table.add_row(
@@ -188,7 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="apportion a year's spend and publish collections")
     run.add_argument("--year", default="2014-15", help="financial year, e.g. 2014-15")
-    run.add_argument("--proxy-table", help="CSV line,proxy[,rationale] (default: embedded)")
+    run.add_argument(
+        "--proxy-table",
+        help="CSV with columns line,proxy,rationale and one '*' row (default: embedded table)",
+    )
     run.add_argument("--report", action="store_true", help="print the conservation report")
     run.set_defaults(func=cmd_run)
 

@@ -46,6 +46,13 @@ class InputError(PlacespendError):
     code = "invalid_input"
 
 
+class BadRequest(PlacespendError):
+    """A request parameter is malformed or out of range (a bbox, a CRS, a date)."""
+
+    status = 400
+    code = "bad_request"
+
+
 class DuplicateUpload(PlacespendError):
     """The same content was already loaded."""
 

@@ -113,3 +113,20 @@ def items(
         params,
     ).fetchone()
     return Page(row["features"], int(row["matched"]), int(row["returned"]), meta["run_id"])
+
+
+def collection_run(conn: Connection, collection_id: str) -> int:
+    """The newest run id of a collection (a cheap lookup for cache validation), or NotFound."""
+    row = conn.execute(
+        "SELECT max(run_id) AS run_id FROM collection WHERE id = %s", (collection_id,)
+    ).fetchone()
+    if row is None or row["run_id"] is None:
+        raise NotFound(
+            f"no collection {collection_id!r}", "list the collections with GET /collections"
+        )
+    return int(row["run_id"])
+
+
+def ping(conn: Connection) -> None:
+    """Ask the database to answer ``SELECT 1``; any failure propagates."""
+    conn.execute("SELECT 1").fetchone()

@@ -1,0 +1,301 @@
+"""The HTTP API against a real PostGIS holding the published 2014-15 demo run.
+
+Values, not only status codes: the pence served must add back to the Revenue Outturn figures
+(Hackney £529,694,000; GLA £4,700,863,000; together 523,055,700,000p over London's wards).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from shapely.geometry import shape
+
+from api.app import create_app
+from placespend.runs import RunResult
+from placespend.settings import Settings
+
+HACKNEY = "hackney-wards-2014-spend-2014-15"
+LONDON = "london-wards-2014-spend-2014-15"
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+HACKNEY_PENCE = 52_969_400_000
+GLA_PENCE = 470_086_300_000
+ALL_PENCE = 523_055_700_000
+PROPERTIES = (
+    ["code", "name", "population", "total", "total_pence", "per_head"]
+    + [f"cofog_{i:02d}" for i in range(1, 11)]
+    + ["body_hackney", "body_gla", "share_direct", "share_proxy", "share_area"]
+)
+
+
+@pytest.fixture(scope="module")
+def app(db_url: str, demo: RunResult) -> FastAPI:
+    return create_app(Settings(database_url=db_url))
+
+
+@pytest.fixture(scope="module")
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as c:
+        yield c
+
+
+def _all(client: TestClient, url: str) -> list[dict]:
+    """Every feature of a collection, following ``next`` links."""
+    out: list[dict] = []
+    while url:
+        r = client.get(url)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        out += body["features"]
+        url = next((lk["href"] for lk in body["links"] if lk["rel"] == "next"), None)
+    return out
+
+
+def _assert_error(r, status: int, where: str | None = None) -> dict:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["cause"] and body["fix"], body
+    if where is not None:
+        assert where in (body["where"] or ""), body
+    return body
+
+
+def test_landing_page_links(client: TestClient) -> None:
+    r = client.get("/")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["title"] == "Placespend" and "public money" in body["description"]
+    links = {lk["rel"]: lk for lk in body["links"]}
+    assert links["self"]["href"] == "http://testserver/"
+    assert links["service-desc"]["href"] == "http://testserver/api"
+    assert links["service-desc"]["type"] == "application/vnd.oai.openapi+json;version=3.0"
+    assert links["service-doc"]["href"] == "http://testserver/api.html"
+    assert links["conformance"]["href"] == "http://testserver/conformance"
+    assert links["data"]["href"] == "http://testserver/collections"
+    assert any(lk["href"] == "http://testserver/map" and lk["type"] == "text/html"
+               for lk in body["links"])
+    # the service description the landing page points at is there
+    assert "/collections/{collectionId}/items" in client.get("/api").json()["paths"]
+
+
+def test_conformance_classes(client: TestClient) -> None:
+    conforms = client.get("/conformance").json()["conformsTo"]
+    prefix = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/"
+    assert {prefix + c for c in ("core", "geojson", "oas30")} <= set(conforms)
+
+
+def test_collections_list_both_with_crs84_bboxes(client: TestClient, demo: RunResult) -> None:
+    body = client.get("/collections").json()
+    by_id = {c["id"]: c for c in body["collections"]}
+    assert {HACKNEY, LONDON} <= set(by_id)
+    for cid in (HACKNEY, LONDON):
+        c = by_id[cid]
+        assert c["itemType"] == "feature" and c["crs"] == [CRS84]
+        assert c["run"] == demo.run_id
+        assert c["extent"]["spatial"]["crs"] == CRS84
+        [[minx, miny, maxx, maxy]] = c["extent"]["spatial"]["bbox"]
+        # lon/lat order, around London (the box of the British National Grid extent, so a
+        # little wider than the wards themselves)
+        assert -0.53 < minx < maxx < 0.36, c["extent"]
+        assert 51.27 < miny < maxy < 51.70, c["extent"]
+        assert c["extent"]["temporal"]["interval"] == [
+            ["2014-04-01T00:00:00Z", "2015-03-31T23:59:59Z"]
+        ]
+        assert "Ordnance Survey" in c["attribution"]
+        assert c["licence"] == "Open Government Licence v3.0"
+        rels = {lk["rel"]: lk for lk in c["links"]}
+        assert rels["self"]["href"] == f"http://testserver/collections/{cid}"
+        assert rels["items"]["href"] == f"http://testserver/collections/{cid}/items"
+        assert rels["items"]["type"] == "application/geo+json"
+        assert any(lk["href"] == f"http://testserver/runs/{demo.run_id}" for lk in c["links"])
+    [[hminx, hminy, hmaxx, hmaxy]] = by_id[HACKNEY]["extent"]["spatial"]["bbox"]
+    [[lminx, lminy, lmaxx, lmaxy]] = by_id[LONDON]["extent"]["spatial"]["bbox"]
+    assert lminx < -0.50 and lmaxx > 0.33 and lminy < 51.29 and lmaxy > 51.69
+    assert lminx < hminx < hmaxx < lmaxx and lminy < hminy < hmaxy < lmaxy
+    # Hackney: about -0.11..-0.02 E, 51.52..51.58 N
+    assert -0.12 < hminx < -0.09 and -0.03 < hmaxx < 0.0
+    assert 51.51 < hminy < 51.53 and 51.57 < hmaxy < 51.59
+    one = client.get(f"/collections/{HACKNEY}").json()
+    assert one == by_id[HACKNEY]
+    assert by_id[HACKNEY]["features"] == 21 and by_id[LONDON]["features"] == 630
+
+
+def test_hackney_items_values_add_back(client: TestClient) -> None:
+    r = client.get(f"/collections/{HACKNEY}/items")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/geo+json")
+    body = r.json()
+    assert body["type"] == "FeatureCollection"
+    assert body["numberMatched"] == 21 and body["numberReturned"] == 21
+    assert body["timeStamp"].endswith("Z")
+    assert not any(lk["rel"] == "next" for lk in body["links"])
+    feats = body["features"]
+    assert len(feats) == 21 and len({f["id"] for f in feats}) == 21
+    for f in feats:
+        assert f["type"] == "Feature" and f["geometry"]["type"] in ("Polygon", "MultiPolygon")
+        assert set(PROPERTIES) <= set(f["properties"]), f["properties"].keys()
+        assert f["id"] == f["properties"]["code"]
+        p = f["properties"]
+        assert p["total"] == pytest.approx(p["total_pence"] / 100, abs=0.005)
+        assert p["share_proxy"] == pytest.approx(1.0)
+    codes = {f["id"] for f in feats}
+    assert codes == {f"E05009{n}" for n in range(367, 388)}
+
+    london = {f["id"]: f["properties"] for f in _all(client, f"/collections/{LONDON}/items")}
+    gla_in_hackney = sum(round(london[c]["body_gla"] * 100) for c in codes)
+    hackney_total = sum(f["properties"]["total_pence"] for f in feats)
+    assert hackney_total == HACKNEY_PENCE + gla_in_hackney
+    assert sum(round(f["properties"]["body_hackney"] * 100) for f in feats) == HACKNEY_PENCE
+    assert 0 < gla_in_hackney < GLA_PENCE
+    # London as a whole holds every penny of both bodies
+    assert sum(p["total_pence"] for p in london.values()) == ALL_PENCE
+    assert sum(round(p["body_gla"] * 100) for p in london.values()) == GLA_PENCE
+    assert len({f["properties"]["per_head"] for f in feats}) > 10
+
+
+def test_paging_london_follows_next_links(client: TestClient) -> None:
+    url: str | None = f"/collections/{LONDON}/items?limit=100"
+    ids: list[str] = []
+    pages = 0
+    while url:
+        body = client.get(url).json()
+        pages += 1
+        assert body["numberMatched"] == 630
+        assert body["numberReturned"] == len(body["features"]) <= 100
+        rels = {lk["rel"]: lk["href"] for lk in body["links"]}
+        assert ("prev" in rels) == (pages > 1)
+        ids += [f["id"] for f in body["features"]]
+        url = rels.get("next")
+    assert pages == 7
+    assert len(ids) == 630 and len(set(ids)) == 630
+
+
+def test_bbox_around_one_ward(client: TestClient) -> None:
+    r = client.get(f"/collections/{HACKNEY}/items/E05009367")
+    assert r.status_code == 200
+    ward = r.json()
+    assert ward["properties"]["name"] == "Brownswood"
+    assert any(lk["rel"] == "collection" for lk in ward["links"])
+    pt = shape(ward["geometry"]).representative_point()
+    box = f"{pt.x - 0.0005},{pt.y - 0.0005},{pt.x + 0.0005},{pt.y + 0.0005}"
+    body = client.get(f"/collections/{HACKNEY}/items", params={"bbox": box}).json()
+    got = {f["id"] for f in body["features"]}
+    assert "E05009367" in got and 1 <= len(got) <= 3 and body["numberMatched"] == len(got)
+    same = client.get(f"/collections/{HACKNEY}/items",
+                      params={"bbox": box, "bbox-crs": CRS84}).json()
+    assert {f["id"] for f in same["features"]} == got
+    # far away from London: nothing
+    empty = client.get(f"/collections/{HACKNEY}/items", params={"bbox": "2,48,3,49"}).json()
+    assert empty["numberMatched"] == 0 and empty["features"] == []
+
+
+@pytest.mark.parametrize(
+    ("params", "where"),
+    [
+        ({"bbox": "1,2,3"}, "bbox"),
+        ({"bbox": "a,b,c,d"}, "bbox"),
+        ({"bbox": "-0.02,51.5,-0.1,51.6"}, "bbox"),  # min lon > max lon
+        ({"bbox": "51.5,-0.1,51.6,-0.02,0"}, "bbox"),
+        ({"bbox": "-0.1,51.5,-0.02,51.6", "bbox-crs": "EPSG:27700"}, "bbox-crs"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "10001"}, "limit"),
+        ({"limit": "many"}, "limit"),
+        ({"offset": "-1"}, "offset"),
+        ({"datetime": "last tuesday"}, "datetime"),
+        ({"bbbox": "-0.1,51.5,-0.02,51.6"}, "bbbox"),
+    ],
+)
+def test_bad_parameters_are_400_with_cause_and_fix(client: TestClient, params: dict,
+                                                   where: str) -> None:
+    _assert_error(client.get(f"/collections/{HACKNEY}/items", params=params), 400, where)
+
+
+def test_datetime_selects_by_financial_year(client: TestClient) -> None:
+    url = f"/collections/{HACKNEY}/items"
+    assert client.get(url, params={"datetime": "2014-06-01T00:00:00Z"}).json()[
+        "numberMatched"] == 21
+    assert client.get(url, params={"datetime": "2015-03-01/.."}).json()["numberMatched"] == 21
+    after = client.get(url, params={"datetime": "2016-01-01T00:00:00Z/.."}).json()
+    assert after["numberMatched"] == 0 and after["features"] == []
+
+
+def test_unknown_collection_and_feature_are_404(client: TestClient) -> None:
+    body = _assert_error(client.get("/collections/no-such-thing"), 404)
+    assert body["code"] == "not_found" and "/collections" in body["fix"]
+    _assert_error(client.get("/collections/no-such-thing/items"), 404)
+    _assert_error(client.get(f"/collections/{HACKNEY}/items/E09999999"), 404, "E09999999")
+
+
+def test_etag_and_if_none_match(client: TestClient) -> None:
+    url = f"/collections/{HACKNEY}/items?limit=5"
+    first = client.get(url)
+    tag = first.headers["etag"]
+    assert tag and first.headers["cache-control"] == "public, max-age=300"
+    assert client.get(url).headers["etag"] == tag  # same run, same parameters
+    again = client.get(url, headers={"If-None-Match": tag})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == tag
+    assert client.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+    other = client.get(f"/collections/{HACKNEY}/items?limit=5&offset=5").headers["etag"]
+    assert other != tag
+    one = client.get(f"/collections/{HACKNEY}/items/E05009367")
+    assert client.get(f"/collections/{HACKNEY}/items/E05009367",
+                      headers={"If-None-Match": one.headers["etag"]}).status_code == 304
+
+
+def test_runs(client: TestClient, demo: RunResult) -> None:
+    listed = client.get("/runs").json()["runs"]
+    mine = next(r for r in listed if r["id"] == demo.run_id)
+    assert mine["financial_year"] == "2014-15"
+    assert mine["total_pence"] == ALL_PENCE and mine["unallocated_pence"] == 0
+    assert mine["links"][0]["href"] == f"http://testserver/runs/{demo.run_id}"
+    run = client.get(f"/runs/{demo.run_id}").json()
+    assert run["conservation"]["total_pence"] == ALL_PENCE
+    assert run["conservation"]["allocated_pence"] == ALL_PENCE
+    assert run["conservation"]["unallocated_pence"] == 0
+    assert sum(o["amount_pence"] for o in run["conservation"]["lines"]) == ALL_PENCE
+    assert set(run["collections"]) == {HACKNEY, LONDON}
+    assert run["params"]["financial_year"] == "2014-15"
+    targets = {t["target_set"]: t for t in run["conservation"]["targets"]}
+    assert targets["london-wards-2014"]["allocated_pence"] == ALL_PENCE
+    assert any(lk["href"] == f"http://testserver/collections/{HACKNEY}" for lk in run["links"])
+    _assert_error(client.get("/runs/999999"), 404)
+    _assert_error(client.get("/runs/abc"), 400)
+
+
+def test_health(client: TestClient) -> None:
+    r = client.get("/health")
+    assert r.status_code == 200 and r.json() == {"status": "ok", "database": "ok"}
+
+
+def test_health_reports_a_dead_database_safely(client: TestClient, app: FastAPI) -> None:
+    class DeadPool:
+        def connection(self, timeout: float | None = None):
+            raise OSError("connection refused: password=hunter2 host=db.internal")
+
+    real = app.state.pool
+    app.state.pool = DeadPool()
+    try:
+        r = client.get("/health")
+    finally:
+        app.state.pool = real
+    body = _assert_error(r, 503, "database")
+    assert "hunter2" not in r.text and "db.internal" not in r.text
+    assert body["code"] == "setup"
+
+
+def test_unexpected_error_is_500_without_internals(db_url: str) -> None:
+    app = create_app(Settings(database_url=db_url))
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals: /srv/placespend/keys.txt")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/boom")
+    assert r.status_code == 500
+    assert "secret" not in r.text and "keys.txt" not in r.text
+    body = r.json()
+    assert body["code"] == "internal" and body["cause"] and body["fix"]

@@ -130,3 +130,34 @@ def collection_run(conn: Connection, collection_id: str) -> int:
 def ping(conn: Connection) -> None:
     """Ask the database to answer ``SELECT 1``; any failure propagates."""
     conn.execute("SELECT 1").fetchone()
+
+
+def property_types(conn: Connection, collection_id: str, run_id: int) -> list[dict]:
+    """Each feature property of one run of a collection, in stored order, with its JSON type.
+
+    Rows: ``name``, ``type`` (``integer`` when every value is a whole number written without a
+    decimal point, ``number``, ``string`` or ``boolean``) and ``nullable``. Clients that guess
+    types from a first page (QGIS, GDAL) need this: pence totals exceed 32 bits.
+    """
+    return conn.execute(
+        """
+        SELECT p.key AS name,
+               CASE WHEN bool_and(t.kind = 'null') THEN 'string'
+                    WHEN bool_and(t.kind IN ('number', 'null'))
+                         THEN CASE WHEN bool_and(t.kind = 'null'
+                                                 OR p.value::text ~ '^-?[0-9]+$')
+                                   THEN 'integer' ELSE 'number' END
+                    WHEN bool_and(t.kind IN ('boolean', 'null')) THEN 'boolean'
+                    ELSE 'string' END AS type,
+               bool_or(t.kind = 'null') AS nullable
+          FROM collection_feature f
+         CROSS JOIN LATERAL json_each(f.properties) WITH ORDINALITY AS p(key, value, seq)
+         CROSS JOIN LATERAL (SELECT CASE json_typeof(p.value)
+                                        WHEN 'true' THEN 'boolean' WHEN 'false' THEN 'boolean'
+                                        ELSE json_typeof(p.value) END AS kind) t
+         WHERE f.collection_id = %s AND f.run_id = %s
+         GROUP BY p.key
+         ORDER BY min(p.seq), p.key
+        """,
+        (collection_id, run_id),
+    ).fetchall()

@@ -84,6 +84,7 @@ def test_conformance_classes(client: TestClient) -> None:
     conforms = client.get("/conformance").json()["conformsTo"]
     prefix = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/"
     assert {prefix + c for c in ("core", "geojson", "oas30")} <= set(conforms)
+    assert "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/schemas" in conforms
 
 
 def test_collections_list_both_with_crs84_bboxes(client: TestClient, demo: RunResult) -> None:
@@ -153,6 +154,33 @@ def test_hackney_items_values_add_back(client: TestClient) -> None:
     assert sum(p["total_pence"] for p in london.values()) == ALL_PENCE
     assert sum(round(p["body_gla"] * 100) for p in london.values()) == GLA_PENCE
     assert len({f["properties"]["per_head"] for f in feats}) > 10
+
+
+def test_schema_says_pence_are_64_bit_integers(client: TestClient) -> None:
+    """GIS clients guess 32-bit integers from a first page of small wards; the schema says not."""
+    link = next(lk for lk in client.get(f"/collections/{LONDON}").json()["links"]
+                if lk["rel"] == "http://www.opengis.net/def/rel/ogc/1.0/schema")
+    assert link["type"] == "application/schema+json"
+    r = client.get(link["href"])
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/schema+json")
+    props = r.json()["properties"]
+    assert props["geometry"]["x-ogc-role"] == "primary-geometry"
+    assert props["total_pence"]["type"] == "integer" and props["total_pence"]["format"] == "int64"
+    assert props["population"]["type"] == "integer"
+    for name in ("total", "per_head", "cofog_02", "body_gla", "share_proxy"):
+        assert props[name]["type"] == "number", name
+    assert props["code"]["type"] == props["name"]["type"] == "string"
+    assert "education" in props["cofog_09"]["description"]
+    # the order matches the features' properties
+    first = client.get(f"/collections/{LONDON}/items?limit=1").json()["features"][0]
+    ordered = sorted((k for k in props if k != "geometry"),
+                     key=lambda k: props[k]["x-ogc-propertySeq"])
+    assert ordered == list(first["properties"])
+    # and the reason it matters: the first page is small, later wards exceed 2**31 pence
+    assert all(f["properties"]["total_pence"] < 2**31 for f in
+               client.get(f"/collections/{LONDON}/items?limit=10").json()["features"])
+    _assert_error(client.get("/collections/no-such-thing/schema"), 404)
 
 
 def test_paging_london_follows_next_links(client: TestClient) -> None:

@@ -37,9 +37,14 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    # Part 5: a JSON Schema per collection, so clients know total_pence is a 64-bit integer
+    # rather than guessing 32 bits from a first page of small values.
+    "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/schemas",
 ]
 GEOJSON = "application/geo+json"
 JSON = "application/json"
+JSON_SCHEMA = "application/schema+json"
+REL_SCHEMA = "http://www.opengis.net/def/rel/ogc/1.0/schema"
 CACHE_CONTROL = "public, max-age=300"
 #: Query parameters /items understands; anything else is refused (OGC: unknown -> 400).
 ITEMS_PARAMS = frozenset({"limit", "offset", "bbox", "bbox-crs", "crs", "datetime", "f"})
@@ -53,6 +58,21 @@ _LICENCE_URLS = {
     ),
 }
 _FINANCIAL_YEAR = re.compile(r"^(\d{4})-(\d{2})$")
+#: What each flat feature property means (allocation/summary.py makes them), for the schema.
+_COFOG = {
+    "01": "general public services", "02": "defence", "03": "public order and safety",
+    "04": "economic affairs", "05": "environmental protection",
+    "06": "housing and community amenities", "07": "health",
+    "08": "recreation, culture and religion", "09": "education", "10": "social protection",
+}
+_PROPERTY_DESCRIPTIONS = {
+    "code": "Area code (GSS code for wards); also the feature id",
+    "name": "Area name",
+    "population": "All usual residents, rounded to a whole person",
+    "total": "All apportioned spend in the area, pounds (2 dp)",
+    "total_pence": "All apportioned spend in the area, exact whole pence (64-bit integer)",
+    "per_head": "total / population, pounds (2 dp); null where the population is 0",
+}
 
 
 def _link(href: str, rel: str, type_: str, title: str) -> dict[str, str]:
@@ -263,6 +283,8 @@ def _collection(base: str, row: dict[str, Any]) -> dict[str, Any]:
     links = [
         _link(f"{base}/collections/{cid}", "self", JSON, "This collection"),
         _link(f"{base}/collections/{cid}/items", "items", GEOJSON, "Features as GeoJSON"),
+        _link(f"{base}/collections/{cid}/schema", REL_SCHEMA, JSON_SCHEMA,
+              "Feature properties and their types (JSON Schema)"),
         _link(f"{base}/runs/{row['run_id']}", "related", JSON,
               "The run that produced these figures, with its conservation report"),
     ]
@@ -300,6 +322,58 @@ def collections(request: Request, conn: ConnDep) -> JSONResponse:
 def collection(request: Request, conn: ConnDep, collectionId: str) -> JSONResponse:  # noqa: N803
     """One collection's metadata; 404 if there is no such id."""
     return _json(_collection(_base(request), store.get_collection(conn, collectionId)))
+
+
+def property_description(name: str) -> str | None:
+    """What a flat feature property means, or None for one this server does not know."""
+    if name in _PROPERTY_DESCRIPTIONS:
+        return _PROPERTY_DESCRIPTIONS[name]
+    if name.startswith("cofog_") and name[6:] in _COFOG:
+        return f"Pounds (2 dp) on COFOG division {name[6:]}, {_COFOG[name[6:]]}"
+    if name.startswith("body_"):
+        return f"Pounds (2 dp) spent by body {name[5:]!r}"
+    if name.startswith("share_"):
+        return f"Fraction (0-1, 6 dp) of the total placed by the {name[6:]!r} method"
+    return None
+
+
+@router.get(
+    "/collections/{collectionId}/schema",
+    summary="Feature schema of a collection (OGC API Features Part 5)",
+    response_class=Response,
+    responses={200: {"content": {JSON_SCHEMA: {}}, "description": "A JSON Schema"},
+               404: {"description": "No such collection"}},
+)
+def schema(request: Request, conn: ConnDep, collectionId: str) -> Response:  # noqa: N803
+    """The properties of the collection's features with their JSON types, in order."""
+    run_id = store.collection_run(conn, collectionId)
+    tag = etag(collectionId, run_id, "schema")
+    if _not_modified(request, tag):
+        return _cached(request, tag, "", JSON_SCHEMA)
+    meta = store.get_collection(conn, collectionId)
+    properties: dict[str, Any] = {
+        "geometry": {"format": "geometry-multipolygon", "x-ogc-role": "primary-geometry"},
+    }
+    for seq, prop in enumerate(store.property_types(conn, collectionId, meta["run_id"]), 1):
+        # One type name, not ["number", "null"]: QGIS reads only a string here. per_head is the
+        # one property that may be null (population 0); its description says so.
+        entry: dict[str, Any] = {"type": prop["type"], "x-ogc-propertySeq": seq}
+        if prop["type"] == "integer":
+            entry["format"] = "int64"
+        description = property_description(prop["name"])
+        if description:
+            entry["description"] = description
+        properties[prop["name"]] = entry
+    body = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"{_base(request)}/collections/{collectionId}/schema",
+        "type": "object",
+        "title": meta["title"],
+        "description": meta["description"],
+        "properties": properties,
+    }
+    return _cached(request, etag(collectionId, meta["run_id"], "schema"),
+                   json.dumps(jsonable_encoder(body)), JSON_SCHEMA)
 
 
 def _now() -> str:

@@ -49,4 +49,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(features.router)
     app.include_router(runs.router)
     app.include_router(map_page.router)
+    map_page.mount_static(app)
     return app

@@ -1,0 +1,420 @@
+"""``GET /map``: a folium choropleth of spend per head that works with no internet.
+
+Everything the page loads is served by this service: Leaflet comes from the installed
+``xstatic-leaflet`` package (mounted at ``/static/leaflet/`` by :func:`mount_static`), folium's
+CDN defaults (jQuery, Bootstrap, Font Awesome...) are switched off, there is no tile layer, and
+the legend is plain HTML + CSS (branca's colour-map legend needs d3 from a CDN).
+
+The router holds no domain logic: every figure is a feature property published by the run
+(see ``allocation/summary.py``), division and body names come from the store, and the
+attribution comes from the collection, the run's proxies and the spend source catalogue.
+"""
+
+from __future__ import annotations
+
+import bisect
+import html
+import json
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import folium
+from branca.colormap import linear
+from branca.element import Element, MacroElement
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from folium.template import Template
+from folium.utilities import JsCode
+from xstatic.pkg import leaflet as xstatic_leaflet
+
+from api.deps import ConnDep
+from boundaries import catalog
+from store import features, reference, runs
+from store.db import Connection
+
+router = APIRouter()
+
+#: The collection shown when ``?collection=`` is not given.
+DEFAULT_COLLECTION = "hackney-wards-2014-spend-2014-15"
+#: Where Leaflet's own files (leaflet.js, leaflet.css, images/) are served.
+LEAFLET_PREFIX = "/static/leaflet"
+#: Collections with more features than this are simplified (metres) to keep the page light.
+SIMPLIFY_ABOVE = 100
+SIMPLIFY_M = 5.0
+#: Fill for wards without a per-head figure (no residents).
+NO_DATA_COLOUR = "#bdbdbd"
+#: How the allocation methods read in a popup; unknown methods show their own name.
+METHOD_LABELS = {
+    "direct": "Reported by ward (direct)",
+    "agency_estimate": "Agency estimate",
+    "proxy": "Population proxy",
+    "area": "Area share",
+    "best_fit": "Best fit",
+}
+
+
+def mount_static(app: FastAPI) -> None:
+    """Serve Leaflet's files from the installed xstatic-leaflet package (no copies in git)."""
+    app.mount(
+        LEAFLET_PREFIX,
+        StaticFiles(directory=xstatic_leaflet.BASE_DIR),
+        name="static-leaflet",
+    )
+
+
+@dataclass(frozen=True)
+class Classes:
+    """Equal-width classes with round edges, and their colours."""
+
+    edges: list[float]  # len(colours) + 1 ascending class edges
+    colours: list[str]
+
+    def index(self, value: float) -> int:
+        """The class ``value`` falls in (edges belong to the class above; the top is closed)."""
+        i = bisect.bisect_right(self.edges, value) - 1
+        return min(max(i, 0), len(self.colours) - 1)
+
+    def colour(self, value: float | None) -> str:
+        """Fill colour for ``value`` (grey when there is none)."""
+        return NO_DATA_COLOUR if value is None else self.colours[self.index(value)]
+
+
+def class_edges(values: Sequence[float], max_classes: int = 7) -> list[float]:
+    """Round class edges (steps of 1, 2, 2.5 or 5 x 10^k) giving at most ``max_classes``.
+
+    Equal, round steps read at a glance ("£2,000 to £2,250") and keep a ward's colour
+    proportional to its figure, even when the values bunch (the London collection, where
+    only Hackney's council spend is loaded, has 600 wards within £3 of each other).
+    """
+    lo, hi = min(values), max(values)
+    if math.isclose(lo, hi):  # one class
+        return [lo, max(hi, lo + 1)]
+    magnitude = 10 ** math.floor(math.log10((hi - lo) / max_classes))
+    for factor in (1, 2, 2.5, 5, 10, 20, 25, 50):
+        step = factor * magnitude
+        start, end = math.floor(lo / step) * step, math.ceil(hi / step) * step
+        if end == hi:  # the maximum would start a class of its own
+            end += step
+        n = round((end - start) / step)
+        if n <= max_classes:
+            return [start + i * step for i in range(n + 1)]
+    raise AssertionError("unreachable: a step of 50 x magnitude always fits")
+
+
+def classify(values: Sequence[float], max_classes: int = 7) -> Classes:
+    """Classes over ``values`` coloured with ColorBrewer YlOrRd (yellow low, red high)."""
+    edges = class_edges(values, max_classes)
+    n = len(edges) - 1
+    palette = getattr(linear, f"YlOrRd_{max(n, 3):02d}").colors
+    hexes = ["#" + "".join(f"{round(c * 255):02x}" for c in rgba[:3]) for rgba in palette]
+    if n < 3:
+        hexes = [hexes[1]] if n == 1 else [hexes[0], hexes[2]]
+    return Classes(edges, hexes)
+
+
+def _money(value: float) -> str:
+    return f"£{value:,.0f}"
+
+
+def _legend_html(
+    meta: dict,
+    classes: Classes,
+    counts: Counter[int],
+    no_data: int,
+    run_href: str,
+    others: list[tuple[str, str]],
+    unit: str,
+    bodies: list[str],
+) -> str:
+    """The legend panel: title, one swatch per class, the method note, other maps."""
+    e = html.escape
+    rows = []
+    for i, colour in enumerate(classes.colours):
+        lo, hi = classes.edges[i], classes.edges[i + 1]
+        n = counts.get(i, 0)
+        rows.append(
+            f'<li><i style="background:{colour}"></i>{_money(lo)} to {_money(hi)}'
+            f'<span class="ps-n">{n} {unit if n == 1 else unit + "s"}</span></li>'
+        )
+    rows.reverse()  # highest at the top, like the red end of the palette
+    if no_data:
+        rows.append(
+            f'<li><i style="background:{NO_DATA_COLOUR}"></i>no residents, no figure'
+            f'<span class="ps-n">{no_data}</span></li>'
+        )
+    switch = ""
+    if others:
+        links = " · ".join(f'<a href="{e(href)}">{e(title)}</a>' for href, title in others)
+        switch = f'<p class="ps-switch">Other maps: {links}</p>'
+    return (
+        f"<h2>Spend per head, £ ({e(meta['financial_year'])})</h2>"
+        f'<p class="ps-sub">{e(meta["title"])}</p>'
+        f'<ul class="ps-classes">{"".join(rows)}</ul>'
+        f'<p class="ps-note">Net current spend of {e(", ".join(bodies))}.</p>'
+        f'<p class="ps-note">Figures apportioned by population proxies: see '
+        f'<a href="{e(run_href)}">{e(run_href)}</a>. Click a {unit} for its breakdown.</p>'
+        f"{switch}"
+    )
+
+
+class Panel(MacroElement):
+    """A Leaflet control holding ready-made HTML (the legend), with no JS dependency."""
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        (function () {
+            var panel = L.control({position: {{ this.position|tojson }}});
+            panel.onAdd = function () {
+                var div = L.DomUtil.create("div", {{ this.css_class|tojson }});
+                div.innerHTML = {{ this.html|tojson }};
+                L.DomEvent.disableClickPropagation(div);
+                L.DomEvent.disableScrollPropagation(div);
+                return div;
+            };
+            panel.addTo({{ this._parent.get_name() }});
+        })();
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, html_text: str, *, css_class: str, position: str = "topright") -> None:
+        super().__init__()
+        self._name = "Panel"
+        self.html = html_text
+        self.css_class = css_class
+        self.position = position
+
+
+_PAGE_CSS = """
+<style>
+.folium-map.leaflet-container { background: #eef0f3; font: 13px/1.4 system-ui, -apple-system,
+  "Segoe UI", Roboto, Arial, sans-serif; }
+.ps-legend { background: #fff; padding: 10px 12px; border-radius: 6px; width: 270px;
+  box-shadow: 0 1px 5px rgba(0,0,0,.35); color: #222; }
+.ps-legend h2 { font-size: 15px; margin: 0 0 2px; }
+.ps-legend .ps-sub { margin: 0 0 8px; color: #555; font-size: 12px; }
+.ps-legend ul { list-style: none; margin: 0 0 8px; padding: 0; }
+.ps-legend li { display: flex; align-items: center; margin: 2px 0; }
+.ps-legend li i { width: 22px; height: 14px; margin-right: 8px; border: 1px solid #999;
+  flex: none; }
+.ps-legend .ps-n { margin-left: auto; color: #666; font-size: 12px; }
+.ps-legend .ps-note, .ps-legend .ps-switch { margin: 6px 0 0; font-size: 12px; color: #444; }
+.leaflet-control-attribution { max-width: 55vw; font-size: 11px; }
+path.leaflet-interactive:focus { outline: none; }
+@media (max-width: 640px) {
+  .ps-legend { width: 190px; padding: 6px 8px; }
+  .ps-legend .ps-note, .ps-legend .ps-switch, .ps-legend .ps-sub { display: none; }
+}
+.ps-popup, .ps-popup table { font-size: 13px; line-height: 1.35; }
+.ps-popup h3 { margin: 0; font-size: 16px; }
+.ps-popup .ps-meta { color: #555; margin: 0 0 6px; }
+.ps-popup .ps-head { font-size: 15px; margin: 0 0 6px; }
+.ps-popup h4 { margin: 8px 0 2px; font-size: 12px; text-transform: uppercase;
+  letter-spacing: .04em; color: #555; }
+.ps-popup table { border-collapse: collapse; width: 100%; }
+.ps-popup td { padding: 1px 0; vertical-align: top; }
+.ps-popup td.ps-num { text-align: right; white-space: nowrap; padding-left: 10px; }
+.ps-popup tr.ps-hd td { color: #777; font-size: 11px; }
+.ps-popup .ps-foot { color: #777; font-size: 11px; margin: 6px 0 0; }
+</style>
+"""
+
+# Builds a popup from a feature's flat properties; ``labels`` names divisions, bodies, methods.
+_POPUP_JS = """
+<script>
+var placespendLabels = %(labels)s;
+function placespendEscape(s) {
+    return String(s).replace(/[&<>"']/g, function (c) {
+        return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c];
+    });
+}
+function placespendPopup(p) {
+    var gbp = new Intl.NumberFormat("en-GB", {style: "currency", currency: "GBP",
+                                              maximumFractionDigits: 0});
+    var gbp2 = new Intl.NumberFormat("en-GB", {style: "currency", currency: "GBP",
+                                               minimumFractionDigits: 2});
+    var int = new Intl.NumberFormat("en-GB");
+    var L_ = placespendLabels, e = placespendEscape, people = p.population;
+    function perHead(v) { return people > 0 ? gbp.format(v / people) : "–"; }
+    function section(title, rows) {
+        if (!rows.length) { return ""; }
+        return "<h4>" + e(title) + "</h4><table><tr class='ps-hd'><td></td>" +
+            "<td class='ps-num'>total</td><td class='ps-num'>per head</td></tr>" +
+            rows.join("") + "</table>";
+    }
+    function row(label, v) {
+        return "<tr><td>" + e(label) + ":</td><td class='ps-num'>" + gbp.format(v) +
+            "</td><td class='ps-num'>" + perHead(v) + "</td></tr>";
+    }
+    var keys = Object.keys(p), divisions = [], bodies = [], shares = [];
+    keys.forEach(function (k) {
+        var m;
+        if ((m = /^cofog_(\\d\\d)$/.exec(k)) && p[k] !== 0 && p[k] !== null) {
+            divisions.push(row(m[1] + " " + (L_.divisions[m[1]] || "COFOG " + m[1]), p[k]));
+        } else if ((m = /^body_(.+)$/.exec(k)) && p[k] !== null) {
+            bodies.push(row(L_.bodies[m[1]] || m[1], p[k]));
+        }
+    });
+    // Methods in the order of the labels (strongest evidence first), then any others.
+    var methods = Object.keys(L_.methods);
+    keys.forEach(function (k) {
+        var m = /^share_(.+)$/.exec(k);
+        if (m && methods.indexOf(m[1]) < 0) { methods.push(m[1]); }
+    });
+    methods.forEach(function (m) {
+        var v = p["share_" + m];
+        if (v === undefined || v === null) { return; }
+        shares.push("<tr><td>" + e(L_.methods[m] || m) + ":</td><td class='ps-num'>" +
+            (100 * v).toFixed(1) + "%%</td></tr>");
+    });
+    return "<div class='ps-popup'><h3>" + e(p.name) + "</h3>" +
+        "<p class='ps-meta'>" + e(p.code) + " · population " +
+        (people === null ? "–" : int.format(people)) + "</p>" +
+        "<p class='ps-head'><b>" + (p.per_head === null ? "no per-head figure" :
+            gbp2.format(p.per_head) + " per head") + "</b> · " + gbp.format(p.total) +
+        " in total</p>" +
+        section("By function (COFOG division)", divisions) +
+        section("By public body", bodies) +
+        (shares.length ? "<h4>How it was apportioned</h4><table>" + shares.join("") +
+            "</table>" : "") +
+        "<p class='ps-foot'>" + e(L_.foot) + "</p></div>";
+}
+</script>
+"""
+
+_ON_EACH_FEATURE = JsCode(
+    """
+    function (feature, layer) {
+        // Hover and the open popup outline the ward; the style it had comes back after.
+        var base = null;
+        function outline() {
+            if (!base) {
+                base = {color: layer.options.color, weight: layer.options.weight,
+                        fillOpacity: layer.options.fillOpacity};
+            }
+            layer.setStyle({color: "#111111", weight: 3, fillOpacity: 0.95});
+            layer.bringToFront();
+        }
+        function restore() { if (base) { layer.setStyle(base); } }
+        layer.bindTooltip(placespendEscape(feature.properties.name), {sticky: true});
+        layer.bindPopup(function () { return placespendPopup(feature.properties); },
+                        {maxWidth: 380, minWidth: 300});
+        layer.on({
+            mouseover: outline,
+            mouseout: function () { if (!layer.isPopupOpen()) { restore(); } },
+            popupopen: outline,
+            popupclose: restore,
+        });
+    }
+    """
+)
+
+
+def _script_json(value: Any) -> str:
+    """JSON safe to place inside a <script> element."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def _attribution(conn: Connection, meta: dict, run: dict) -> str:
+    """Boundary, spend and population attribution, as escaped HTML for Leaflet's control."""
+    proxies = sorted({p["proxy"] for p in run["params"].get("proxy_table", [])})
+    population = []
+    for slug in proxies:
+        found = reference.find_proxy(conn, slug)
+        if found and found["attribution"] not in population:
+            population.append(found["attribution"])
+    parts = [
+        f"Boundaries: {meta['attribution']} ({meta['licence']})",
+        f"Spend: {catalog.SPEND.provenance.attribution}",
+        *(f"Population: {a}" for a in population),
+    ]
+    return " | ".join(html.escape(p) for p in parts)
+
+
+@router.get("/map", response_class=HTMLResponse, summary="Map of spend per head")
+def map_page(
+    request: Request,
+    conn: ConnDep,
+    collection: str = Query(
+        DEFAULT_COLLECTION,
+        description="collection id (see /collections), e.g. london-wards-2014-spend-2014-15",
+        max_length=200,
+    ),
+) -> HTMLResponse:
+    """A self-contained choropleth of a collection's ``per_head``, with popups per feature."""
+    meta = features.get_collection(conn, collection)
+    count = int(meta["features"])
+    page = features.items(
+        conn,
+        collection,
+        limit=max(count, 1),
+        simplify_m=SIMPLIFY_M if count > SIMPLIFY_ABOVE else 0.0,
+    )
+    feats: list[dict] = json.loads(page.features_json)
+    run = runs.get_run(conn, meta["run_id"])
+    root = request.scope.get("root_path", "")
+
+    values = [f["properties"]["per_head"] for f in feats]
+    known = [v for v in values if v is not None]
+    classes = classify(known or [0.0])
+    counts = Counter(classes.index(v) for v in known)
+
+    unit = "ward" if count and "ward" in meta["target_set"] else "area"
+    others = [
+        (f"{root}/map?collection={c['id']}", c["title"])
+        for c in features.list_collections(conn)
+        if c["id"] != collection
+    ]
+    title = f"Spend per head ({meta['financial_year']}): {meta['title']}"
+
+    fmap = folium.Map(location=None, tiles=None, control_scale=True, zoom_snap=0.25)
+    # Only Leaflet itself, served by this app: none of folium's CDN defaults.
+    fmap.default_js = [("leaflet", f"{root}{LEAFLET_PREFIX}/leaflet.js")]
+    fmap.default_css = [("leaflet_css", f"{root}{LEAFLET_PREFIX}/leaflet.css")]
+    figure = fmap.get_root()
+    figure.title = html.escape(title)
+    figure.header.add_child(Element('<link rel="icon" href="data:,">'), name="favicon")
+    figure.header.add_child(Element(_PAGE_CSS), name="placespend_css")
+    body_names = {slug: b["name"] for slug, b in reference.bodies(conn).items()}
+    labels = {
+        "divisions": reference.cofog_divisions(conn),
+        "bodies": body_names,
+        "methods": METHOD_LABELS,
+        "foot": f"{meta['id']}, run {meta['run_id']}. Net current expenditure in pounds; "
+        "per head = total / residents. Divisions with no spend are not listed.",
+    }
+    figure.header.add_child(
+        Element(_POPUP_JS % {"labels": _script_json(labels)}), name="placespend_popup"
+    )
+
+    folium.GeoJson(
+        {"type": "FeatureCollection", "features": feats},
+        name=meta["title"],
+        style_function=lambda f: {
+            "fillColor": classes.colour(f["properties"]["per_head"]),
+            "fillOpacity": 0.85,
+            "color": "#555555",
+            "weight": 1 if count <= SIMPLIFY_ABOVE else 0.5,
+        },
+        on_each_feature=_ON_EACH_FEATURE,
+        attribution=_attribution(conn, meta, run),
+    ).add_to(fmap)
+    run_href = f"{root}/runs/{meta['run_id']}"
+    bodies = [body_names.get(b, b) for b in run["params"].get("bodies", [])]
+    Panel(
+        _legend_html(
+            meta, classes, counts, len(values) - len(known), run_href, others, unit, bodies
+        ),
+        css_class="ps-legend",
+    ).add_to(fmap)
+    if meta["bbox"]:  # keep the wards clear of the legend on the right
+        minx, miny, maxx, maxy = meta["bbox"]
+        fmap.fit_bounds(
+            [[miny, minx], [maxy, maxx]], padding_top_left=(10, 10), padding_bottom_right=(300, 10)
+        )
+    return HTMLResponse(figure.render())

@@ -14,6 +14,48 @@ import pandas as pd
 
 COFOG_DIVISIONS = tuple(f"{i:02d}" for i in range(1, 11))
 SHARE_METHODS = ("direct", "proxy", "area")
+_DESCRIPTIONS = {
+    "code": "Area code (GSS code for wards); also the feature id",
+    "name": "Area name",
+    "population": "All usual residents, rounded to a whole person",
+    "total": "All apportioned spend in the area, pounds (2 dp)",
+    "total_pence": "All apportioned spend in the area, exact whole pence (a whole number)",
+    "per_head": "total / population, pounds (2 dp); null where the population is 0",
+}
+
+
+def property_schema(
+    properties: pd.DataFrame, divisions: dict[str, str], bodies: dict[str, str]
+) -> list[dict[str, object]]:
+    """Name, JSON type, nullability and meaning of each column of :func:`feature_properties`.
+
+    ``divisions`` names COFOG divisions by code and ``bodies`` public bodies by slug. Stored with
+    each published collection, so clients need not guess types from a first page of features.
+    """
+    schema: list[dict[str, object]] = []
+    for name, column in properties.items():
+        name = str(name)
+        if pd.api.types.is_integer_dtype(column):
+            kind = "integer"
+        elif pd.api.types.is_numeric_dtype(column) or name == "per_head":
+            kind = "number"
+        else:
+            kind = "string"
+        if name in _DESCRIPTIONS:
+            meaning = _DESCRIPTIONS[name]
+        elif name.startswith("cofog_"):
+            code = name.removeprefix("cofog_")
+            meaning = f"Pounds (2 dp) on COFOG division {code}, {divisions.get(code, '?')}"
+        elif name.startswith("body_"):
+            slug = name.removeprefix("body_")
+            meaning = f"Pounds (2 dp) spent by {bodies.get(slug, slug)}"
+        elif name.startswith("share_"):
+            meaning = f"Fraction (0-1, 6 dp) of the total placed by the {name[6:]} method"
+        else:
+            meaning = ""
+        schema.append({"name": name, "type": kind, "nullable": bool(column.isna().any()),
+                       "description": meaning})
+    return schema
 
 
 def feature_properties(
@@ -48,7 +90,10 @@ def feature_properties(
     out = pd.DataFrame({"code": codes, "name": targets["name"].to_numpy()})
     out["population"] = np.rint(people).astype(np.int64)
     out["total"] = total / 100
-    out["total_pence"] = total
+    # Whole pence, written as a JSON number with ".0": QGIS 3.22 and GDAL 3.6 guess a field's
+    # type from the first features they see and took small ward totals for 32-bit integers,
+    # wrapping every ward over £21.47m. A float64 holds whole pence exactly up to 2**53.
+    out["total_pence"] = total.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["per_head"] = np.where(people > 0, np.round(total / 100 / people, 2), np.nan)
     for division, column in pence_by("division", COFOG_DIVISIONS).items():

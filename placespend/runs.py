@@ -17,7 +17,7 @@ import pandas as pd
 from allocation.apportion import apportion_lines, atom_proxy_values, choose_proxies
 from allocation.conservation import ConservationReport, TargetOutcome
 from allocation.crosswalk import target_values, to_targets
-from allocation.summary import feature_properties
+from allocation.summary import feature_properties, property_schema
 from boundaries import catalog, readers
 from geo.atoms import build_atoms
 from geo.crosswalk import build_crosswalk, nested_crosswalk
@@ -109,6 +109,14 @@ def _inputs_sha(lines: pd.DataFrame, table: pd.DataFrame, request: RunRequest, a
     return h.hexdigest()
 
 
+def _republish(conn: Connection, run_id: int) -> RunResult:
+    """Serve an earlier run with the same inputs again (its figures never changed)."""
+    with conn.transaction():
+        runs.point_collections(conn, run_id)
+    got = runs.get_run(conn, run_id)
+    return RunResult(run_id, False, tuple(got["collections"]), got["conservation"])
+
+
 def apportion(conn: Connection, request: RunRequest, step: Step = quiet) -> RunResult:
     """Apportion every spend line of the year and publish one collection per target set."""
     lines = spend.lines_for_year(conn, request.financial_year)
@@ -133,8 +141,7 @@ def apportion(conn: Connection, request: RunRequest, step: Step = quiet) -> RunR
     sha = _inputs_sha(lines, table, request, atom_set_id, values)
     existing = runs.find_run(conn, sha)
     if existing is not None:
-        got = runs.get_run(conn, existing["id"])
-        return RunResult(got["id"], False, tuple(got["collections"]), got["conservation"])
+        return _republish(conn, existing["id"])
 
     membership = pd.concat(
         [
@@ -152,6 +159,8 @@ def apportion(conn: Connection, request: RunRequest, step: Step = quiet) -> RunR
 
     writes: list[runs.CollectionWrite] = []
     bodies = sorted(set(lines["body"]))
+    divisions = reference.cofog_divisions(conn)
+    body_names = {slug: row["name"] for slug, row in reference.bodies(conn).items()}
     for target_set in request.target_sets:
         xw = ensure_crosswalk(conn, atom_set_id, request.cut_set, target_set, step)
         with step(f"Summing into {target_set}"):
@@ -184,6 +193,7 @@ def apportion(conn: Connection, request: RunRequest, step: Step = quiet) -> RunR
                 ),
                 target_alloc=target_alloc,
                 features=features,
+                schema=property_schema(features, divisions, body_names),
             )
         )
     report.check()
@@ -200,8 +210,7 @@ def apportion(conn: Connection, request: RunRequest, step: Step = quiet) -> RunR
         runs.lock_runs(conn)
         again = runs.find_run(conn, sha)
         if again is not None:
-            got = runs.get_run(conn, again["id"])
-            return RunResult(got["id"], False, tuple(got["collections"]), got["conservation"])
+            return _republish(conn, again["id"])
         run_id = runs.save_run(
             conn,
             financial_year=request.financial_year,

@@ -1,6 +1,7 @@
 """What the OGC API Features endpoints read: collections and GeoJSON built inside PostGIS.
 
-Each collection id resolves to its newest run; every response names that run, and since runs
+Each collection id resolves to the run it currently serves (``collection_current``: the
+newest run published, or an earlier one asked for again with the same inputs); every response names that run, and since runs
 never change the pair (collection, run) is a safe cache key.
 """
 
@@ -39,7 +40,7 @@ def list_collections(conn: Connection) -> list[dict]:
     """The newest run of every collection id."""
     return conn.execute(
         _COLLECTION
-        + " WHERE c.run_id = (SELECT max(run_id) FROM collection c2 WHERE c2.id = c.id)"
+        + " JOIN collection_current cur ON cur.id = c.id AND cur.run_id = c.run_id"
         " ORDER BY c.id"
     ).fetchall()
 
@@ -47,7 +48,9 @@ def list_collections(conn: Connection) -> list[dict]:
 def get_collection(conn: Connection, collection_id: str) -> dict:
     """The newest run of one collection, or NotFound."""
     row = conn.execute(
-        _COLLECTION + " WHERE c.id = %s ORDER BY c.run_id DESC LIMIT 1", (collection_id,)
+        _COLLECTION + " JOIN collection_current cur ON cur.id = c.id AND cur.run_id = c.run_id"
+        " WHERE c.id = %s",
+        (collection_id,),
     ).fetchone()
     if row is None:
         raise NotFound(
@@ -116,9 +119,9 @@ def items(
 
 
 def collection_run(conn: Connection, collection_id: str) -> int:
-    """The newest run id of a collection (a cheap lookup for cache validation), or NotFound."""
+    """The run a collection serves (a cheap lookup for cache validation), or NotFound."""
     row = conn.execute(
-        "SELECT max(run_id) AS run_id FROM collection WHERE id = %s", (collection_id,)
+        "SELECT run_id FROM collection_current WHERE id = %s", (collection_id,)
     ).fetchone()
     if row is None or row["run_id"] is None:
         raise NotFound(
@@ -133,31 +136,15 @@ def ping(conn: Connection) -> None:
 
 
 def property_types(conn: Connection, collection_id: str, run_id: int) -> list[dict]:
-    """Each feature property of one run of a collection, in stored order, with its JSON type.
-
-    Rows: ``name``, ``type`` (``integer`` when every value is a whole number written without a
-    decimal point, ``number``, ``string`` or ``boolean``) and ``nullable``. Clients that guess
-    types from a first page (QGIS, GDAL) need this: pence totals exceed 32 bits.
+    """Each feature property of one run of a collection, in order: name, type (``integer``,
+    ``number`` or ``string``), nullable, description — as stored when the run was published.
     """
-    return conn.execute(
-        """
-        SELECT p.key AS name,
-               CASE WHEN bool_and(t.kind = 'null') THEN 'string'
-                    WHEN bool_and(t.kind IN ('number', 'null'))
-                         THEN CASE WHEN bool_and(t.kind = 'null'
-                                                 OR p.value::text ~ '^-?[0-9]+$')
-                                   THEN 'integer' ELSE 'number' END
-                    WHEN bool_and(t.kind IN ('boolean', 'null')) THEN 'boolean'
-                    ELSE 'string' END AS type,
-               bool_or(t.kind = 'null') AS nullable
-          FROM collection_feature f
-         CROSS JOIN LATERAL json_each(f.properties) WITH ORDINALITY AS p(key, value, seq)
-         CROSS JOIN LATERAL (SELECT CASE json_typeof(p.value)
-                                        WHEN 'true' THEN 'boolean' WHEN 'false' THEN 'boolean'
-                                        ELSE json_typeof(p.value) END AS kind) t
-         WHERE f.collection_id = %s AND f.run_id = %s
-         GROUP BY p.key
-         ORDER BY min(p.seq), p.key
-        """,
+    row = conn.execute(
+        "SELECT properties FROM collection WHERE id = %s AND run_id = %s",
         (collection_id, run_id),
-    ).fetchall()
+    ).fetchone()
+    if row is None:
+        raise NotFound(
+            f"no collection {collection_id!r}", "list the collections with GET /collections"
+        )
+    return list(row["properties"])

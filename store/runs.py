@@ -29,6 +29,7 @@ class CollectionWrite:
     description: str
     target_alloc: pd.DataFrame  # line_id, target_code, method, amount_pence
     features: pd.DataFrame  # code + flat properties, one row per target unit
+    schema: list[dict[str, Any]]  # name, type, nullable, description of each property
 
 
 def lock_runs(conn: Connection) -> None:
@@ -65,6 +66,18 @@ def list_runs(conn: Connection) -> list[dict]:
         " conservation->'unallocated_pence' AS unallocated_pence"
         " FROM run ORDER BY id DESC"
     ).fetchall()
+
+
+def point_collections(conn: Connection, run_id: int) -> list[str]:
+    """Make every collection of ``run_id`` serve that run; return their ids."""
+    rows = conn.execute(
+        "INSERT INTO collection_current (id, run_id)"
+        " SELECT id, run_id FROM collection WHERE run_id = %s"
+        " ON CONFLICT (id) DO UPDATE SET run_id = EXCLUDED.run_id, updated_at = now()"
+        " RETURNING id",
+        (run_id,),
+    ).fetchall()
+    return sorted(r["id"] for r in rows)
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -112,18 +125,16 @@ def save_run(
                 ["line_id", "target_code", "method", "amount_pence"]
             ].itertuples(index=False, name=None):
                 copy.write_row((run_id, c.target_set_id, int(line_id), code, method, int(pence)))
-        schema = [
-            {"name": name, "type": "number" if pd.api.types.is_numeric_dtype(dtype) else "string"}
-            for name, dtype in c.features.dtypes.items()
-        ]
         conn.execute(
             "INSERT INTO collection (id, run_id, target_set_id, title, description, properties)"
             " VALUES (%s, %s, %s, %s, %s, %s)",
-            (c.collection_id, run_id, c.target_set_id, c.title, c.description, Jsonb(schema)),
+            (c.collection_id, run_id, c.target_set_id, c.title, c.description,
+             Jsonb(c.schema)),
         )
         with conn.cursor().copy(
             "COPY collection_feature (collection_id, run_id, code, properties) FROM STDIN"
         ) as copy:
             for rec in _records(c.features):
                 copy.write_row((c.collection_id, run_id, rec["code"], Json(rec)))
+    point_collections(conn, run_id)
     return run_id

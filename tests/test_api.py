@@ -6,6 +6,8 @@ Values, not only status codes: the pence served must add back to the Revenue Out
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterator
 
 import pytest
@@ -156,8 +158,9 @@ def test_hackney_items_values_add_back(client: TestClient) -> None:
     assert len({f["properties"]["per_head"] for f in feats}) > 10
 
 
-def test_schema_says_pence_are_64_bit_integers(client: TestClient) -> None:
-    """GIS clients guess 32-bit integers from a first page of small wards; the schema says not."""
+def test_schema_and_pence_survive_clients_that_guess_types(client: TestClient) -> None:
+    """GIS clients guess 32-bit integers from a first page of small wards: pence are sent as
+    whole numbers written with ".0" (so they are read as doubles), and the schema says so."""
     link = next(lk for lk in client.get(f"/collections/{LONDON}").json()["links"]
                 if lk["rel"] == "http://www.opengis.net/def/rel/ogc/1.0/schema")
     assert link["type"] == "application/schema+json"
@@ -166,20 +169,24 @@ def test_schema_says_pence_are_64_bit_integers(client: TestClient) -> None:
     assert r.headers["content-type"].startswith("application/schema+json")
     props = r.json()["properties"]
     assert props["geometry"]["x-ogc-role"] == "primary-geometry"
-    assert props["total_pence"]["type"] == "integer" and props["total_pence"]["format"] == "int64"
-    assert props["population"]["type"] == "integer"
+    assert props["total_pence"]["type"] == "number"
+    assert "whole pence" in props["total_pence"]["description"]
+    assert props["population"]["type"] == "integer" and props["population"]["format"] == "int64"
     for name in ("total", "per_head", "cofog_02", "body_gla", "share_proxy"):
         assert props[name]["type"] == "number", name
     assert props["code"]["type"] == props["name"]["type"] == "string"
-    assert "education" in props["cofog_09"]["description"]
+    assert "Education" in props["cofog_09"]["description"]
+    assert "Greater London Authority" in props["body_gla"]["description"]
     # the order matches the features' properties
     first = client.get(f"/collections/{LONDON}/items?limit=1").json()["features"][0]
     ordered = sorted((k for k in props if k != "geometry"),
                      key=lambda k: props[k]["x-ogc-propertySeq"])
     assert ordered == list(first["properties"])
-    # and the reason it matters: the first page is small, later wards exceed 2**31 pence
-    assert all(f["properties"]["total_pence"] < 2**31 for f in
-               client.get(f"/collections/{LONDON}/items?limit=10").json()["features"])
+    # and the reason it matters: the first page is small, later wards exceed 2**31 pence,
+    # so every total_pence is written as a float literal, never as a bare integer
+    raw = client.get(f"/collections/{LONDON}/items?limit=10").text
+    assert re.search(r'"total_pence": ?-?\d+\.0[,}]', raw)
+    assert not re.search(r'"total_pence": ?-?\d+[,}]', raw)
     _assert_error(client.get("/collections/no-such-thing/schema"), 404)
 
 

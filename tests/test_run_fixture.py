@@ -73,7 +73,7 @@ def test_world_run_gives_the_hand_computed_pence(world_db) -> None:
     methods = {o["line"]: o["method"] for o in result.conservation["lines"]}
     assert methods == {"A": "proxy", "B": "proxy", "C": "proxy", "D": "area", "E": "direct"}
     assert page.number_matched == 2
-    assert '"total_pence": 87251' in page.features_json.replace(":87251", ": 87251")
+    assert '"total_pence": 87251.0' in page.features_json.replace(":87251", ": 87251")
 
 
 def test_same_inputs_give_back_the_same_run(world_db) -> None:
@@ -82,6 +82,20 @@ def test_same_inputs_give_back_the_same_run(world_db) -> None:
         first = apportion(conn, request)
         again = apportion(conn, request)
     assert not again.created and again.run_id == first.run_id
+
+
+def test_asking_again_for_earlier_inputs_serves_that_run_again(world_db, tmp_path) -> None:
+    url, request = world_db
+    other = tmp_path / "other.csv"
+    other.write_text("line,proxy,rationale\n*,residents-all,everyone\n")
+    with connect(url) as conn:
+        default = apportion(conn, request).run_id
+        custom = apportion(conn, RunRequest(**{**request.__dict__, "proxy_table": other}))
+        assert custom.created and custom.run_id != default
+        assert features.collection_run(conn, "fx-wards-spend-2014-15") == custom.run_id
+        back = apportion(conn, request)
+        assert not back.created and back.run_id == default
+        assert features.collection_run(conn, "fx-wards-spend-2014-15") == default
 
 
 def test_published_results_refuse_changes(world_db) -> None:

@@ -58,21 +58,6 @@ _LICENCE_URLS = {
     ),
 }
 _FINANCIAL_YEAR = re.compile(r"^(\d{4})-(\d{2})$")
-#: What each flat feature property means (allocation/summary.py makes them), for the schema.
-_COFOG = {
-    "01": "general public services", "02": "defence", "03": "public order and safety",
-    "04": "economic affairs", "05": "environmental protection",
-    "06": "housing and community amenities", "07": "health",
-    "08": "recreation, culture and religion", "09": "education", "10": "social protection",
-}
-_PROPERTY_DESCRIPTIONS = {
-    "code": "Area code (GSS code for wards); also the feature id",
-    "name": "Area name",
-    "population": "All usual residents, rounded to a whole person",
-    "total": "All apportioned spend in the area, pounds (2 dp)",
-    "total_pence": "All apportioned spend in the area, exact whole pence (64-bit integer)",
-    "per_head": "total / population, pounds (2 dp); null where the population is 0",
-}
 
 
 def _link(href: str, rel: str, type_: str, title: str) -> dict[str, str]:
@@ -324,19 +309,6 @@ def collection(request: Request, conn: ConnDep, collectionId: str) -> JSONRespon
     return _json(_collection(_base(request), store.get_collection(conn, collectionId)))
 
 
-def property_description(name: str) -> str | None:
-    """What a flat feature property means, or None for one this server does not know."""
-    if name in _PROPERTY_DESCRIPTIONS:
-        return _PROPERTY_DESCRIPTIONS[name]
-    if name.startswith("cofog_") and name[6:] in _COFOG:
-        return f"Pounds (2 dp) on COFOG division {name[6:]}, {_COFOG[name[6:]]}"
-    if name.startswith("body_"):
-        return f"Pounds (2 dp) spent by body {name[5:]!r}"
-    if name.startswith("share_"):
-        return f"Fraction (0-1, 6 dp) of the total placed by the {name[6:]!r} method"
-    return None
-
-
 @router.get(
     "/collections/{collectionId}/schema",
     summary="Feature schema of a collection (OGC API Features Part 5)",
@@ -360,9 +332,8 @@ def schema(request: Request, conn: ConnDep, collectionId: str) -> Response:  # n
         entry: dict[str, Any] = {"type": prop["type"], "x-ogc-propertySeq": seq}
         if prop["type"] == "integer":
             entry["format"] = "int64"
-        description = property_description(prop["name"])
-        if description:
-            entry["description"] = description
+        if prop.get("description"):
+            entry["description"] = prop["description"]
         properties[prop["name"]] = entry
     body = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -296,19 +296,24 @@ RS_COFOG_PATH: str = "rs_line_cofog.csv"
 DEFAULT_PROXIES_PATH: str = "default_proxies.csv"
 
 
-def path(rel: str) -> Path:
-    """Return ``DATA_DIR / rel``, raising :class:`InputError` if it is missing or unreadable."""
-    full = DATA_DIR / rel
+def existing_file(base: Path, rel: str | os.PathLike[str]) -> Path:
+    """Return ``base / rel`` if it is a readable file, else raise :class:`InputError`."""
+    full = Path(base) / rel
     if not full.is_file():
         raise InputError(
-            f"embedded data file {rel!r} is missing",
-            "reinstall placespend, or restore the file from the repository's boundaries/data",
+            f"data file {full.name!r} does not exist",
+            "check the path, or restore the file (embedded files live in boundaries/data)",
             where=str(full),
         )
     if not os.access(full, os.R_OK):
         raise InputError(
-            f"embedded data file {rel!r} cannot be read",
+            f"data file {full.name!r} cannot be read",
             "give the user running placespend read permission on the file",
             where=str(full),
         )
     return full
+
+
+def path(rel: str) -> Path:
+    """Return ``DATA_DIR / rel``, raising :class:`InputError` if it is missing or unreadable."""
+    return existing_file(DATA_DIR, rel)

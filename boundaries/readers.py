@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +22,13 @@ from pathlib import Path
 import geopandas
 import pandas
 
-from boundaries.catalog import DATA_DIR, BoundarySource, ProxySource, SpendSource
+from boundaries.catalog import (
+    DATA_DIR,
+    BoundarySource,
+    ProxySource,
+    SpendSource,
+    existing_file,
+)
 from placespend.errors import InputError
 
 #: Prefix of the RS line that the 13 service lines must add up to.
@@ -70,24 +75,6 @@ class _Record:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _existing(base: Path, rel: str | os.PathLike[str]) -> Path:
-    """Return ``base / rel`` if it is a readable file, else raise InputError."""
-    full = Path(base) / rel
-    if not full.is_file():
-        raise InputError(
-            f"data file {full.name!r} does not exist",
-            "check the path, or restore the file (embedded files live in boundaries/data)",
-            where=str(full),
-        )
-    if not os.access(full, os.R_OK):
-        raise InputError(
-            f"data file {full.name!r} cannot be read",
-            "give the user running placespend read permission on the file",
-            where=str(full),
-        )
-    return full
 
 
 def _where(path: Path, line_no: int) -> str:
@@ -199,7 +186,7 @@ def read_boundaries(src: BoundarySource, base: Path = DATA_DIR) -> geopandas.Geo
     ``src.code_field`` / ``src.name_field`` / ``src.parent_field``, or has a blank or repeated
     code. Geometry, CRS and validity are left as read (``geo.prepare_boundaries`` handles them).
     """
-    path = _existing(base, src.path)
+    path = existing_file(base, src.path)
     try:
         frame = geopandas.read_file(path, engine="pyogrio")
     except (RuntimeError, ValueError, OSError) as exc:
@@ -254,7 +241,7 @@ def read_proxy(src: ProxySource, base: Path = DATA_DIR) -> pandas.DataFrame:
     Raises InputError naming the line for a missing code, a missing, non-numeric, infinite or
     negative value, or a code that appears twice.
     """
-    path = _existing(base, src.path)
+    path = existing_file(base, src.path)
     codes: list[str] = []
     values: list[float] = []
     seen: dict[str, int] = {}
@@ -330,7 +317,7 @@ def read_spend(
     division = {
         str(k): str(v) for k, v in zip(mapping["line"], mapping["cofog_division"], strict=True)
     }
-    path = _existing(base, src.path)
+    path = existing_file(base, src.path)
     wanted = {(b.e_code, y): b for b in src.bodies for y in src.years}
     found: dict[tuple[str, str], dict[str, _Record]] = {key: {} for key in wanted}
     for rec in _records(path, _SPEND_COLUMNS):
@@ -474,7 +461,7 @@ def read_rs_cofog_mapping(path: Path) -> pandas.DataFrame:
     line for a repeated RS line, a division that is not "01".."10", a group not inside its
     division, or a missing rationale.
     """
-    path = _existing(Path(path).parent, Path(path).name)
+    path = existing_file(Path(path).parent, Path(path).name)
     columns = ("line", "cofog_division", "cofog_group", "rationale")
     rows: list[dict[str, str | None]] = []
     seen: dict[str, int] = {}
@@ -529,7 +516,7 @@ def read_cofog(path: Path) -> pandas.DataFrame:
     Classes (e.g. 10.2.0) are dropped. The file's ExplanatoryNote field spans several lines
     inside quotes, so it is parsed with a real CSV parser.
     """
-    path = _existing(Path(path).parent, Path(path).name)
+    path = existing_file(Path(path).parent, Path(path).name)
     try:
         raw = pandas.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (ValueError, pandas.errors.ParserError, UnicodeDecodeError) as exc:
@@ -564,7 +551,7 @@ def read_proxy_table(path: Path) -> pandas.DataFrame:
     Exactly one row must have line ``*`` (the proxy for every line not listed). Raises
     InputError naming the line for a repeated line, a missing proxy or a missing rationale.
     """
-    path = _existing(Path(path).parent, Path(path).name)
+    path = existing_file(Path(path).parent, Path(path).name)
     columns = ("line", "proxy", "rationale")
     rows: list[dict[str, str]] = []
     seen: dict[str, int] = {}

@@ -4,6 +4,7 @@
 - ``demo``: that database with the embedded data loaded and the 2014-15 run published.
 - ``conn``: a connection to it, per test.
 - ``fresh_db``: a new empty migrated database for one test (hand-built fixtures).
+- ``app`` / ``client``: the API over ``demo``, with its lifespan (pool) running.
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
+from api.app import create_app
 from placespend.load import load_embedded
 from placespend.runs import RunRequest, RunResult, apportion
+from placespend.settings import Settings
 from store import cluster
 from store.db import Connection, connect
 from store.migrate import migrate
@@ -55,6 +60,17 @@ def demo(db_url: str) -> RunResult:
 @pytest.fixture()
 def conn(db_url: str) -> Iterator[Connection]:
     with connect(db_url) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def app(db_url: str, demo: RunResult) -> FastAPI:
+    return create_app(Settings(database_url=db_url))
+
+
+@pytest.fixture(scope="module")
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as c:
         yield c
 
 

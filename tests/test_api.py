@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -30,17 +28,6 @@ PROPERTIES = (
     + [f"cofog_{i:02d}" for i in range(1, 11)]
     + ["body_hackney", "body_gla", "share_direct", "share_proxy", "share_area"]
 )
-
-
-@pytest.fixture(scope="module")
-def app(db_url: str, demo: RunResult) -> FastAPI:
-    return create_app(Settings(database_url=db_url))
-
-
-@pytest.fixture(scope="module")
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
-        yield c
 
 
 def _all(client: TestClient, url: str) -> list[dict]:

@@ -349,7 +349,7 @@ def test_broken_boundary_file(tmp_path: Path) -> None:
 
 
 def test_catalog_path_refuses_missing_file() -> None:
-    with pytest.raises(InputError, match="missing"):
+    with pytest.raises(InputError, match="does not exist"):
         catalog.path("no-such-folder/no_such_file.csv")
 
 

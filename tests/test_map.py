@@ -24,10 +24,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from playwright.sync_api import Page, sync_playwright
 
-from api.app import create_app
 from api.routers.map_page import Classes, class_edges, classify
-from placespend.runs import RunResult
-from placespend.settings import Settings
 from store import features
 from store.db import Connection
 
@@ -43,17 +40,6 @@ CHROMIUM_ARGS = [
 ]
 _ATTR_URL = re.compile(r"""\b(?:src|href)\s*=\s*["']?\s*([^"'\s>]+)""", re.I)
 _NAME = re.compile(r'"name":\s*"((?:[^"\\]|\\.)*)"')
-
-
-@pytest.fixture(scope="module")
-def app(db_url: str, demo: RunResult) -> FastAPI:
-    return create_app(Settings(database_url=db_url))
-
-
-@pytest.fixture(scope="module")
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
-        yield c
 
 
 def _ward_names(conn: Connection, collection: str) -> set[str]:

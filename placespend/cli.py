@@ -19,7 +19,8 @@ from rich.table import Table
 from placespend.errors import PlacespendError, SetupError
 from placespend.settings import Settings
 
-console = Console(stderr=True)
+# Logs and CI have no terminal width; give tables room there instead of rich's 80 columns.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
 
 
 @contextmanager

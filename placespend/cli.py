@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from placespend.errors import PlacespendError, SetupError
@@ -90,8 +91,9 @@ def _print_conservation(conservation: dict) -> None:
         table.add_column(col, justify="right" if col in ("amount", "allocated") else "left")
     for o in conservation["lines"]:
         table.add_row(
-            o["body"], o["line"], f"{o['amount_pence']:,}", f"{o['allocated_pence']:,}",
-            o["method"] or "-", o["proxy"] or "-", o["reason"] or "",
+            escape(o["body"]), escape(o["line"]), f"{o['amount_pence']:,}",
+            f"{o['allocated_pence']:,}", o["method"] or "-", escape(o["proxy"] or "-"),
+            escape(o["reason"] or ""),
         )
     console.print(table)
     console.print(
@@ -208,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args, Settings()))
     except PlacespendError as exc:
-        console.print(f"[red]placespend: {exc.one_line()}[/]", highlight=False)
+        console.print(f"placespend: {exc.one_line()}", style="red", markup=False,
+                      highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         return 130

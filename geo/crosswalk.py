@@ -52,6 +52,37 @@ def build_crosswalk(atoms: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> pd.Data
     return out.sort_values(["atom_id", "target_code"]).reset_index(drop=True)
 
 
+def build_crosswalk_via_cuts(
+    atoms: gpd.GeoDataFrame, cuts: gpd.GeoDataFrame, units: gpd.GeoDataFrame
+) -> pd.DataFrame:
+    """The same crosswalk as :func:`build_crosswalk`, decided a whole cut unit at a time first.
+
+    Atoms lie inside the unit they were cut by (``cut_code``). Where that cut unit lies wholly in
+    one target unit (wards inside their borough, or inside London), all its atoms do too: they
+    get weight 1 with no geometry touched. Only atoms of cut units that straddle target units
+    are intersected one by one. On London (12,312 atoms, 630 wards) this turns a borough or
+    region crosswalk from seconds into a fraction of one.
+    """
+    by_cut = build_crosswalk(cuts.assign(atom_id=np.arange(len(cuts))), units)
+    by_cut["cut_code"] = cuts["code"].to_numpy(dtype=object)[by_cut["atom_id"].to_numpy()]
+    whole = by_cut.groupby("cut_code").filter(
+        lambda g: len(g) == 1 and g["weight"].iloc[0] == 1.0
+    )
+    home = dict(zip(whole["cut_code"], whole["target_code"], strict=True))
+    inside = atoms["cut_code"].isin(home.keys()).to_numpy()
+    nested = pd.DataFrame(
+        {
+            "atom_id": atoms["atom_id"].to_numpy()[inside],
+            "target_code": atoms["cut_code"].to_numpy(dtype=object)[inside],
+            "weight": 1.0,
+        }
+    )
+    nested["target_code"] = nested["target_code"].map(home)
+    rest = build_crosswalk(atoms.loc[~inside], units) if (~inside).any() else nested.iloc[:0]
+    out = pd.concat([nested, rest], ignore_index=True)
+    return out.sort_values(["atom_id", "target_code"]).reset_index(drop=True)
+
+
 def nested_crosswalk(atoms: pd.DataFrame) -> pd.DataFrame:
     """The crosswalk of atoms to the set they were cut by: each atom wholly in its cut unit."""
     return pd.DataFrame(

@@ -20,7 +20,7 @@ from allocation.crosswalk import target_values, to_targets
 from allocation.summary import feature_properties, property_schema
 from boundaries import catalog, readers
 from geo.atoms import build_atoms
-from geo.crosswalk import build_crosswalk, nested_crosswalk
+from geo.crosswalk import build_crosswalk_via_cuts, nested_crosswalk
 from placespend import __version__
 from placespend.errors import InputError
 from placespend.progress import Step, quiet
@@ -91,8 +91,11 @@ def ensure_crosswalk(
         if target_set == cut_set:
             weights = nested_crosswalk(store_atoms.read_atoms(conn, atom_set_id))
         else:
-            atoms = store_atoms.read_atoms(conn, atom_set_id, geometry=True)
-            weights = build_crosswalk(atoms, store_boundaries.read_boundaries(conn, target_set))
+            weights = build_crosswalk_via_cuts(
+                store_atoms.read_atoms(conn, atom_set_id, geometry=True),
+                store_boundaries.read_boundaries(conn, cut_set),
+                store_boundaries.read_boundaries(conn, target_set),
+            )
     with conn.transaction():
         store_atoms.save_crosswalk(conn, atom_set_id, target_id, weights)
     return weights

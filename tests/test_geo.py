@@ -6,7 +6,8 @@ import geopandas as gpd
 import pytest
 from shapely.geometry import Polygon, box
 
-from geo.crosswalk import build_crosswalk
+from geo.atoms import build_atoms
+from geo.crosswalk import build_crosswalk, build_crosswalk_via_cuts
 from geo.prepare import dissolve, prepare_boundaries
 from placespend.errors import InputError
 from tests import world
@@ -81,3 +82,16 @@ def test_crosswalk_shares_of_straddling_atoms() -> None:
     xw = build_crosswalk(atoms, world.wards())
     got = {(r.atom_id, r.target_code): round(r.weight, 9) for r in xw.itertuples()}
     assert got == {(0, "W1"): 1.0, (1, "W1"): 0.5, (1, "W2"): 0.5}
+
+
+def test_crosswalk_via_cuts_equals_the_atom_by_atom_one() -> None:
+    # W1 lies wholly in the left half, W2 straddles: both paths must agree exactly.
+    atoms = build_atoms(world.zones(), world.wards())
+    halves = gpd.GeoDataFrame({"code": ["L", "R"], "name": ["L", "R"]},
+                              geometry=[world.rect(0, 175), world.rect(175, 200)], crs=27700)
+    direct = build_crosswalk(atoms, halves)
+    via = build_crosswalk_via_cuts(atoms, world.wards(), halves)
+    assert via.to_dict("records") == direct.to_dict("records")
+    got = {(r.atom_id, r.target_code): round(r.weight, 9) for r in via.itertuples()}
+    w2 = int(atoms.loc[atoms["cut_code"] == "W2", "atom_id"].iloc[0])
+    assert got[(w2, "L")] == 0.5 and got[(w2, "R")] == 0.5

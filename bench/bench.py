@@ -47,7 +47,7 @@ from allocation.apportion import apportion_lines, atom_proxy_values, choose_prox
 from allocation.crosswalk import to_targets  # noqa: E402
 from boundaries import catalog, readers  # noqa: E402
 from geo.atoms import build_atoms  # noqa: E402
-from geo.crosswalk import build_crosswalk, nested_crosswalk  # noqa: E402
+from geo.crosswalk import build_crosswalk_via_cuts, nested_crosswalk  # noqa: E402
 from geo.prepare import dissolve, prepare_boundaries  # noqa: E402
 
 YEAR = "2014-15"
@@ -165,7 +165,7 @@ def placespend_build(inp: Inputs) -> dict[str, Any]:
     t = time.perf_counter()
     membership = pd.concat(
         [
-            build_crosswalk(atoms, inp.area_sets[s]).assign(set=s)
+            build_crosswalk_via_cuts(atoms, inp.wards, inp.area_sets[s]).assign(set=s)
             for s in sorted(set(inp.lines["area_set"]))
         ],
         ignore_index=True,
@@ -1001,7 +1001,7 @@ def main() -> int:
     methods = a["methods"]
 
     # 1a. Placespend, pure path (atoms + crosswalks + apportion + to_targets) and cached.
-    say("1a. Placespend pure path: build_atoms + build_crosswalk + apportion_lines + to_targets")
+    say("1a. Placespend pure path: build_atoms + build_crosswalk_via_cuts + apportion_lines + to_targets")
     steps: list[dict[str, float]] = []
 
     def full() -> pd.DataFrame:

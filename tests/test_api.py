@@ -59,7 +59,8 @@ def test_landing_page_links(client: TestClient) -> None:
     links = {lk["rel"]: lk for lk in body["links"]}
     assert links["self"]["href"] == "http://testserver/"
     assert links["service-desc"]["href"] == "http://testserver/api"
-    assert links["service-desc"]["type"] == "application/vnd.oai.openapi+json;version=3.0"
+    assert links["service-desc"]["type"] == "application/vnd.oai.openapi+json;version=3.1"
+    assert client.get("/api").json()["openapi"].startswith("3.1")
     assert links["service-doc"]["href"] == "http://testserver/api.html"
     assert links["conformance"]["href"] == "http://testserver/conformance"
     assert links["data"]["href"] == "http://testserver/collections"
@@ -72,7 +73,8 @@ def test_landing_page_links(client: TestClient) -> None:
 def test_conformance_classes(client: TestClient) -> None:
     conforms = client.get("/conformance").json()["conformsTo"]
     prefix = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/"
-    assert {prefix + c for c in ("core", "geojson", "oas30")} <= set(conforms)
+    assert {prefix + c for c in ("core", "geojson")} <= set(conforms)
+    assert prefix + "oas30" not in conforms  # the API definition is OpenAPI 3.1
     assert "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/schemas" in conforms
 
 

@@ -36,7 +36,7 @@ CRS84_NAMES = frozenset({CRS84, "https://www.opengis.net/def/crs/OGC/1.3/CRS84",
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
-    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    # No oas30 class: FastAPI describes the API in OpenAPI 3.1, and OGC has no class for that.
     # Part 5: a JSON Schema per collection, so clients know total_pence is a 64-bit integer
     # rather than guessing 32 bits from a first page of small values.
     "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/schemas",
@@ -235,7 +235,7 @@ def landing(request: Request) -> JSONResponse:
         "description": request.app.description,
         "links": [
             _link(f"{base}/", "self", JSON, "This document"),
-            _link(f"{base}/api", "service-desc", "application/vnd.oai.openapi+json;version=3.0",
+            _link(f"{base}/api", "service-desc", "application/vnd.oai.openapi+json;version=3.1",
                   "The API definition (OpenAPI)"),
             _link(f"{base}/api.html", "service-doc", "text/html", "The API documentation"),
             _link(f"{base}/conformance", "conformance", JSON,

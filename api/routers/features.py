@@ -8,7 +8,6 @@ parameters) is a safe cache key (``ETag``) and pages may be cached for a while.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -22,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.deps import ConnDep, SettingsDep
-from placespend import __version__
+from api.http import base_url, cached, etag, json_response, link, not_modified
 from placespend.errors import BadRequest, NotFound, SetupError
 from store import features as store
 
@@ -45,12 +44,9 @@ GEOJSON = "application/geo+json"
 JSON = "application/json"
 JSON_SCHEMA = "application/schema+json"
 REL_SCHEMA = "http://www.opengis.net/def/rel/ogc/1.0/schema"
-CACHE_CONTROL = "public, max-age=300"
 #: Query parameters /items understands; anything else is refused (OGC: unknown -> 400).
 ITEMS_PARAMS = frozenset({"limit", "offset", "bbox", "bbox-crs", "crs", "datetime", "f"})
 FEATURE_PARAMS = frozenset({"crs", "f"})
-#: Bump when the response format changes, so cached pages are not revalidated as current.
-_ETAG_FORMAT = "1"
 #: Licence names in boundary sets -> the licence text on the web, for ``license`` links.
 _LICENCE_URLS = {
     "Open Government Licence v3.0": (
@@ -58,19 +54,6 @@ _LICENCE_URLS = {
     ),
 }
 _FINANCIAL_YEAR = re.compile(r"^(\d{4})-(\d{2})$")
-
-
-def _link(href: str, rel: str, type_: str, title: str) -> dict[str, str]:
-    return {"href": href, "rel": rel, "type": type_, "title": title}
-
-
-def _base(request: Request) -> str:
-    """The service root as clients reached it (host, port and any root path)."""
-    return str(request.base_url).rstrip("/")
-
-
-def _json(content: Any, *, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(jsonable_encoder(content), headers=headers)
 
 
 # ---- parameters -------------------------------------------------------------------------
@@ -190,59 +173,26 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-# ---- caching ----------------------------------------------------------------------------
-
-
-def etag(*parts: object) -> str:
-    """A weak validator: the hash of what determines the body (the timeStamp aside)."""
-    digest = hashlib.sha256(
-        json.dumps([_ETAG_FORMAT, __version__, *parts], default=str).encode()
-    ).hexdigest()
-    return f'W/"{digest[:32]}"'
-
-
-def _not_modified(request: Request, tag: str) -> bool:
-    """Whether ``If-None-Match`` names ``tag`` (weak comparison) or is ``*``."""
-    header = request.headers.get("if-none-match")
-    if not header:
-        return False
-    if header.strip() == "*":
-        return True
-
-    def bare(t: str) -> str:
-        t = t.strip()
-        return t[2:] if t.startswith("W/") else t
-
-    return any(bare(t) == bare(tag) for t in header.split(","))
-
-
-def _cached(request: Request, tag: str, body: str, media_type: str) -> Response:
-    headers = {"ETag": tag, "Cache-Control": CACHE_CONTROL}
-    if _not_modified(request, tag):
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type=media_type, headers=headers)
-
-
 # ---- endpoints ---------------------------------------------------------------------------
 
 
 @router.get("/", summary="Landing page")
 def landing(request: Request) -> JSONResponse:
     """The landing page: what this service is and where everything is."""
-    base = _base(request)
-    return _json({
+    base = base_url(request)
+    return json_response({
         "title": request.app.title,
         "description": request.app.description,
         "links": [
-            _link(f"{base}/", "self", JSON, "This document"),
-            _link(f"{base}/api", "service-desc", "application/vnd.oai.openapi+json;version=3.1",
+            link(f"{base}/", "self", JSON, "This document"),
+            link(f"{base}/api", "service-desc", "application/vnd.oai.openapi+json;version=3.1",
                   "The API definition (OpenAPI)"),
-            _link(f"{base}/api.html", "service-doc", "text/html", "The API documentation"),
-            _link(f"{base}/conformance", "conformance", JSON,
+            link(f"{base}/api.html", "service-doc", "text/html", "The API documentation"),
+            link(f"{base}/conformance", "conformance", JSON,
                   "OGC API conformance classes implemented by this server"),
-            _link(f"{base}/collections", "data", JSON, "Collections of apportioned spend"),
-            _link(f"{base}/runs", "related", JSON, "Runs and their conservation reports"),
-            _link(f"{base}/map", "alternate", "text/html", "Map of spend per ward"),
+            link(f"{base}/collections", "data", JSON, "Collections of apportioned spend"),
+            link(f"{base}/runs", "related", JSON, "Runs and their conservation reports"),
+            link(f"{base}/map", "alternate", "text/html", "Map of spend per ward"),
         ],
     })
 
@@ -250,7 +200,7 @@ def landing(request: Request) -> JSONResponse:
 @router.get("/conformance", summary="Conformance classes")
 def conformance() -> JSONResponse:
     """The OGC API Features Part 1 conformance classes this server implements."""
-    return _json({"conformsTo": CONFORMANCE})
+    return json_response({"conformsTo": CONFORMANCE})
 
 
 def _collection(base: str, row: dict[str, Any]) -> dict[str, Any]:
@@ -266,16 +216,16 @@ def _collection(base: str, row: dict[str, Any]) -> dict[str, Any]:
             "trs": "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian",
         }
     links = [
-        _link(f"{base}/collections/{cid}", "self", JSON, "This collection"),
-        _link(f"{base}/collections/{cid}/items", "items", GEOJSON, "Features as GeoJSON"),
-        _link(f"{base}/collections/{cid}/schema", REL_SCHEMA, JSON_SCHEMA,
+        link(f"{base}/collections/{cid}", "self", JSON, "This collection"),
+        link(f"{base}/collections/{cid}/items", "items", GEOJSON, "Features as GeoJSON"),
+        link(f"{base}/collections/{cid}/schema", REL_SCHEMA, JSON_SCHEMA,
               "Feature properties and their types (JSON Schema)"),
-        _link(f"{base}/runs/{row['run_id']}", "related", JSON,
+        link(f"{base}/runs/{row['run_id']}", "related", JSON,
               "The run that produced these figures, with its conservation report"),
     ]
     licence_url = _LICENCE_URLS.get(row["licence"])
     if licence_url:
-        links.append(_link(licence_url, "license", "text/html", row["licence"]))
+        links.append(link(licence_url, "license", "text/html", row["licence"]))
     return {
         "id": cid,
         "title": row["title"],
@@ -296,9 +246,9 @@ def _collection(base: str, row: dict[str, Any]) -> dict[str, Any]:
 @router.get("/collections", summary="Collections")
 def collections(request: Request, conn: ConnDep) -> JSONResponse:
     """Every collection, each at its newest run."""
-    base = _base(request)
-    return _json({
-        "links": [_link(f"{base}/collections", "self", JSON, "This document")],
+    base = base_url(request)
+    return json_response({
+        "links": [link(f"{base}/collections", "self", JSON, "This document")],
         "collections": [_collection(base, row) for row in store.list_collections(conn)],
     })
 
@@ -306,7 +256,7 @@ def collections(request: Request, conn: ConnDep) -> JSONResponse:
 @router.get("/collections/{collectionId}", summary="One collection")
 def collection(request: Request, conn: ConnDep, collectionId: str) -> JSONResponse:  # noqa: N803
     """One collection's metadata; 404 if there is no such id."""
-    return _json(_collection(_base(request), store.get_collection(conn, collectionId)))
+    return json_response(_collection(base_url(request), store.get_collection(conn, collectionId)))
 
 
 @router.get(
@@ -320,8 +270,8 @@ def schema(request: Request, conn: ConnDep, collectionId: str) -> Response:  # n
     """The properties of the collection's features with their JSON types, in order."""
     run_id = store.collection_run(conn, collectionId)
     tag = etag(collectionId, run_id, "schema")
-    if _not_modified(request, tag):
-        return _cached(request, tag, "", JSON_SCHEMA)
+    if not_modified(request, tag):
+        return cached(request, tag, "", JSON_SCHEMA)
     meta = store.get_collection(conn, collectionId)
     properties: dict[str, Any] = {
         "geometry": {"format": "geometry-multipolygon", "x-ogc-role": "primary-geometry"},
@@ -337,13 +287,13 @@ def schema(request: Request, conn: ConnDep, collectionId: str) -> Response:  # n
         properties[prop["name"]] = entry
     body = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": f"{_base(request)}/collections/{collectionId}/schema",
+        "$id": f"{base_url(request)}/collections/{collectionId}/schema",
         "type": "object",
         "title": meta["title"],
         "description": meta["description"],
         "properties": properties,
     }
-    return _cached(request, etag(collectionId, meta["run_id"], "schema"),
+    return cached(request, etag(collectionId, meta["run_id"], "schema"),
                    json.dumps(jsonable_encoder(body)), JSON_SCHEMA)
 
 
@@ -411,8 +361,8 @@ def items(
         return etag(collectionId, run_id, limit, offset, box, when)
 
     run_id = store.collection_run(conn, collectionId)
-    if _not_modified(request, tag_for(run_id)):
-        return _cached(request, tag_for(run_id), "", GEOJSON)
+    if not_modified(request, tag_for(run_id)):
+        return cached(request, tag_for(run_id), "", GEOJSON)
 
     in_time = True
     if when is not None:
@@ -429,17 +379,17 @@ def items(
     else:
         features_json, matched, returned = "[]", 0, 0
 
-    base = _base(request)
+    base = base_url(request)
     here = request.url
     links = [
-        _link(str(here), "self", GEOJSON, "This page"),
-        _link(f"{base}/collections/{collectionId}", "collection", JSON, "The collection"),
+        link(str(here), "self", GEOJSON, "This page"),
+        link(f"{base}/collections/{collectionId}", "collection", JSON, "The collection"),
     ]
     if offset + returned < matched:
-        links.append(_link(str(here.include_query_params(offset=offset + limit)), "next",
+        links.append(link(str(here.include_query_params(offset=offset + limit)), "next",
                            GEOJSON, "Next page"))
     if offset > 0:
-        links.append(_link(str(here.include_query_params(offset=max(0, offset - limit))),
+        links.append(link(str(here.include_query_params(offset=max(0, offset - limit))),
                            "prev", GEOJSON, "Previous page"))
     head = json.dumps({
         "type": "FeatureCollection",
@@ -450,7 +400,7 @@ def items(
         "links": links,
     })
     body = f'{head[:-1]}, "features": {features_json}}}'
-    return _cached(request, tag_for(run_id), body, GEOJSON)
+    return cached(request, tag_for(run_id), body, GEOJSON)
 
 
 @router.get(
@@ -475,8 +425,8 @@ def feature(
     _check_format(f)
     _check_crs(crs, "crs")
     run_id = store.collection_run(conn, collectionId)
-    if _not_modified(request, etag(collectionId, run_id, featureId)):
-        return _cached(request, etag(collectionId, run_id, featureId), "", GEOJSON)
+    if not_modified(request, etag(collectionId, run_id, featureId)):
+        return cached(request, etag(collectionId, run_id, featureId), "", GEOJSON)
     page = store.items(conn, collectionId, code=featureId, limit=1)
     if page.number_returned == 0:
         raise NotFound(
@@ -484,15 +434,15 @@ def feature(
             f"list its features with GET /collections/{collectionId}/items",
             where=featureId,
         )
-    base = _base(request)
+    base = base_url(request)
     links = json.dumps([
-        _link(str(request.url), "self", GEOJSON, "This feature"),
-        _link(f"{base}/collections/{collectionId}", "collection", JSON, "The collection"),
+        link(str(request.url), "self", GEOJSON, "This feature"),
+        link(f"{base}/collections/{collectionId}", "collection", JSON, "The collection"),
     ])
     one = page.features_json.strip()
     one = one[1:-1].strip()  # the array holds exactly this feature: drop the brackets
     body = f'{one[:-1]}, "links": {links}}}'
-    return _cached(request, etag(collectionId, page.run_id, featureId), body, GEOJSON)
+    return cached(request, etag(collectionId, page.run_id, featureId), body, GEOJSON)
 
 
 @router.get(
@@ -513,4 +463,4 @@ def health(request: Request) -> JSONResponse:
             "check that PostGIS is running and DATABASE_URL points at it, then retry",
             where="database",
         ) from None
-    return _json({"status": "ok", "database": "ok"})
+    return json_response({"status": "ok", "database": "ok"})

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from api.deps import ConnDep
+from api.http import base_url, json_response, link
 from store import runs as store
 
 router = APIRouter(tags=["Runs"])
@@ -20,16 +20,10 @@ router = APIRouter(tags=["Runs"])
 JSON = "application/json"
 
 
-def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
-
-
 def _links(base: str, run_id: int, collections: list[str]) -> list[dict[str, str]]:
-    links = [{"href": f"{base}/runs/{run_id}", "rel": "self", "type": JSON,
-              "title": f"Run {run_id}"}]
+    links = [link(f"{base}/runs/{run_id}", "self", JSON, f"Run {run_id}")]
     links += [
-        {"href": f"{base}/collections/{cid}", "rel": "related", "type": JSON,
-         "title": f"Collection {cid}"}
+        link(f"{base}/collections/{cid}", "related", JSON, f"Collection {cid}")
         for cid in collections
     ]
     return links
@@ -38,7 +32,7 @@ def _links(base: str, run_id: int, collections: list[str]) -> list[dict[str, str
 @router.get("/runs", summary="Runs")
 def list_runs(request: Request, conn: ConnDep) -> JSONResponse:
     """Every published run, newest first, with its headline conservation figures (pence)."""
-    base = _base(request)
+    base = base_url(request)
     out: list[dict[str, Any]] = []
     for row in store.list_runs(conn):
         out.append({
@@ -52,10 +46,10 @@ def list_runs(request: Request, conn: ConnDep) -> JSONResponse:
             "unallocated_pence": row["unallocated_pence"],
             "links": _links(base, row["id"], [])[:1],
         })
-    return JSONResponse(jsonable_encoder({
-        "links": [{"href": f"{base}/runs", "rel": "self", "type": JSON, "title": "Runs"}],
+    return json_response({
+        "links": [link(f"{base}/runs", "self", JSON, "Runs")],
         "runs": out,
-    }))
+    })
 
 
 @router.get("/runs/{run_id}", summary="One run", responses={404: {"description": "No such run"}})
@@ -73,6 +67,6 @@ def get_run(request: Request, conn: ConnDep, run_id: int) -> JSONResponse:
         "params": run["params"],
         "collections": run["collections"],
         "conservation": run["conservation"],
-        "links": _links(_base(request), run["id"], run["collections"]),
+        "links": _links(base_url(request), run["id"], run["collections"]),
     }
-    return JSONResponse(jsonable_encoder(body))
+    return json_response(body)

@@ -496,19 +496,7 @@ def prepare_database(inp: Inputs) -> str:
     from store.db import connect
     from store.migrate import migrate
 
-    base = os.environ.get("DATABASE_URL")
-    if base:
-        import psycopg
-
-        admin = psycopg.conninfo.make_conninfo(base, dbname="postgres")
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-            c.execute(f'CREATE DATABASE "{DB_NAME}"')
-        url = psycopg.conninfo.make_conninfo(base, dbname=DB_NAME)
-        with psycopg.connect(url, autocommit=True) as c:
-            c.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-    else:
-        url = cluster.create_database(cluster.ensure_running(), DB_NAME, drop_first=True)
+    url = cluster.fresh_database(DB_NAME)
     with connect(url) as conn:
         migrate(conn)
         load_embedded(conn)
@@ -1001,7 +989,8 @@ def main() -> int:
     methods = a["methods"]
 
     # 1a. Placespend, pure path (atoms + crosswalks + apportion + to_targets) and cached.
-    say("1a. Placespend pure path: build_atoms + build_crosswalk_via_cuts + apportion_lines + to_targets")
+    say("1a. Placespend pure path: build_atoms + build_crosswalk_via_cuts + apportion_lines"
+        " + to_targets")
     steps: list[dict[str, float]] = []
 
     def full() -> pd.DataFrame:

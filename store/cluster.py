@@ -241,6 +241,28 @@ def resolve_database_url(dbname: str = "placespend") -> str:
     return url
 
 
+def fresh_database(name: str) -> str:
+    """An empty database ``name`` with PostGIS (dropped first if it exists); return its URL.
+
+    On the server ``DATABASE_URL`` names when set, else in the project-local cluster. For tests
+    and benchmarks, which each want a database of their own.
+    """
+    _check_db_name(name)
+    base = os.environ.get("DATABASE_URL")
+    if not base:
+        return create_database(ensure_running(), name, drop_first=True)
+    pg, sql = _psycopg()
+    with _connect(pg.conninfo.make_conninfo(base, dbname="postgres")) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = pg.conninfo.make_conninfo(base, dbname=name)
+    with _connect(url) as conn:
+        _ensure_postgis(conn, url)
+    return url
+
+
 # --------------------------------------------------------------------------- helpers
 
 

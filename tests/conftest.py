@@ -13,7 +13,6 @@ import itertools
 import os
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -31,15 +30,7 @@ _counter = itertools.count()
 
 def _new_database(name: str) -> str:
     """Create (or recreate) a migrated database and return its URL."""
-    base = os.environ.get("DATABASE_URL")
-    if base:
-        admin = psycopg.conninfo.make_conninfo(base, dbname="postgres")
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            c.execute(f'CREATE DATABASE "{name}"')
-        url = psycopg.conninfo.make_conninfo(base, dbname=name)
-    else:
-        url = cluster.create_database(cluster.ensure_running(), name, drop_first=True)
+    url = cluster.fresh_database(name)
     with connect(url) as conn:
         migrate(conn)
     return url

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from placespend.settings import Settings
-from store.db import Connection
+from store.db import Connection, pooled
 
 
 def get_settings(request: Request) -> Settings:
@@ -18,7 +18,7 @@ def get_settings(request: Request) -> Settings:
 
 def get_conn(request: Request) -> Iterator[Connection]:
     """A connection from the pool, returned after the request."""
-    with request.app.state.pool.connection() as conn:
+    with pooled(request.app.state.pool) as conn:
         yield conn
 
 

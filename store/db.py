@@ -8,7 +8,7 @@ from typing import Any, TypeAlias
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from placespend.errors import SetupError
 
@@ -36,6 +36,19 @@ def connect(url: str) -> Iterator[Connection]:
             yield conn
     finally:
         conn.close()
+
+
+@contextmanager
+def pooled(pool: ConnectionPool, *, timeout: float = 10.0) -> Iterator[Connection]:
+    """A connection from ``pool``; a busy or unreachable database becomes a SetupError (503)."""
+    try:
+        with pool.connection(timeout=timeout) as conn:
+            yield conn
+    except (PoolTimeout, psycopg.OperationalError) as exc:
+        raise SetupError(
+            "the database did not answer in time",
+            "try again shortly; if it persists, check the database (`placespend db start`)",
+        ) from exc
 
 
 def open_pool(url: str, *, min_size: int = 1, max_size: int = 8) -> ConnectionPool:

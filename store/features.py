@@ -1,8 +1,8 @@
 """What the OGC API Features endpoints read: collections and GeoJSON built inside PostGIS.
 
 Each collection id resolves to the run it currently serves (``collection_current``: the
-newest run published, or an earlier one asked for again with the same inputs); every response names that run, and since runs
-never change the pair (collection, run) is a safe cache key.
+newest run published, or an earlier one asked for again with the same inputs); every response
+names that run, and since runs never change the pair (collection, run) is a safe cache key.
 """
 
 from __future__ import annotations
@@ -136,8 +136,9 @@ def ping(conn: Connection) -> None:
 
 
 def property_types(conn: Connection, collection_id: str, run_id: int) -> list[dict]:
-    """Each feature property of one run of a collection, in order: name, type (``integer``,
-    ``number`` or ``string``), nullable, description — as stored when the run was published.
+    """Each feature property of one run of a collection, in order, as stored at publication.
+
+    Rows: name, type (``integer``, ``number`` or ``string``), nullable, description.
     """
     row = conn.execute(
         "SELECT properties FROM collection WHERE id = %s AND run_id = %s",

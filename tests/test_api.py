@@ -310,6 +310,23 @@ def test_health_reports_a_dead_database_safely(client: TestClient, app: FastAPI)
     assert body["code"] == "setup"
 
 
+def test_busy_database_is_503_on_data_requests(client: TestClient, app: FastAPI) -> None:
+    from psycopg_pool import PoolTimeout
+
+    class BusyPool:
+        def connection(self, timeout: float | None = None):
+            raise PoolTimeout("couldn't get a connection after 10.00 sec")
+
+    real = app.state.pool
+    app.state.pool = BusyPool()
+    try:
+        r = client.get(f"/collections/{LONDON}/items")
+    finally:
+        app.state.pool = real
+    body = _assert_error(r, 503)
+    assert body["code"] == "setup" and "did not answer in time" in body["cause"]
+
+
 def test_unexpected_error_is_500_without_internals(db_url: str) -> None:
     app = create_app(Settings(database_url=db_url))
 

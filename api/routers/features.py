@@ -24,6 +24,7 @@ from api.deps import ConnDep, SettingsDep
 from api.http import base_url, cached, etag, json_response, link, not_modified
 from placespend.errors import BadRequest, NotFound, SetupError
 from store import features as store
+from store.db import pooled
 
 log = logging.getLogger("placespend.api")
 
@@ -453,7 +454,7 @@ def feature(
 def health(request: Request) -> JSONResponse:
     """``{"status": "ok", "database": "ok"}`` once the database answers ``SELECT 1``."""
     try:
-        with request.app.state.pool.connection(timeout=5) as conn:
+        with pooled(request.app.state.pool, timeout=5) as conn:
             store.ping(conn)
     except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"; details to the log
         log.warning("health check: database did not answer: %s", type(exc).__name__,

@@ -790,7 +790,7 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
              "(cached) | lines exact to the penny | total drift (pence) | max line drift "
              "(pence) | exact |")
     L.append("|---|---|---|---|---|---|---|---|---|")
-    for key, meth in a["methods"].items():
+    for meth in a["methods"].values():
         if "error" in meth:
             L.append(f"| {meth['label']} | failed | | | | | | | {meth['error'][:120]} |")
             continue
@@ -1085,7 +1085,7 @@ def main() -> int:
                                   "error": f"{type(exc).__name__}: {exc}"}
         traceback.print_exc()
 
-    for key, meth in methods.items():
+    for meth in methods.values():
         if "time" in meth:
             meth["ratio_to_placespend_full"] = (
                 meth["time"]["median_s"] / methods["placespend_full"]["time"]["median_s"]

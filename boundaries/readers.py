@@ -182,9 +182,9 @@ def _pounds(pence: int) -> str:
 def read_boundaries(src: BoundarySource, base: Path = DATA_DIR) -> geopandas.GeoDataFrame:
     """Read a boundary file's raw features with all their source fields.
 
-    Raises InputError if the file is missing or unreadable, has no features, lacks
-    ``src.code_field`` / ``src.name_field`` / ``src.parent_field``, or has a blank or repeated
-    code. Geometry, CRS and validity are left as read (``geo.prepare_boundaries`` handles them).
+    Raises InputError if the file is missing or unreadable, has no features, or lacks
+    ``src.code_field`` / ``src.name_field`` / ``src.parent_field``. Codes, geometry, CRS and
+    validity are checked by ``geo.prepare_boundaries``, which every boundary set goes through.
     """
     path = existing_file(base, src.path)
     try:
@@ -213,22 +213,6 @@ def read_boundaries(src: BoundarySource, base: Path = DATA_DIR) -> geopandas.Geo
             f"rename the field in the file, or set the field names for {src.slug!r}",
             where=str(path),
         )
-    seen: dict[str, int] = {}
-    for i, code in enumerate(frame[src.code_field], start=1):
-        text = "" if code is None or (isinstance(code, float) and math.isnan(code)) else str(code)
-        if not text.strip():
-            raise InputError(
-                f"feature has no {src.code_field} code",
-                "give every feature a code",
-                where=f"{path.name}, feature {i}",
-            )
-        if text in seen:
-            raise InputError(
-                f"code {text!r} is used by features {seen[text]} and {i} of {path.name}",
-                "give each feature its own code, or dissolve the duplicates first",
-                where=f"{path.name}, feature {i}",
-            )
-        seen[text] = i
     return frame
 
 

@@ -43,6 +43,17 @@ def _file_sha(path: Path) -> str:
     return sha256_of(path.read_bytes())
 
 
+def _meta(
+    item: catalog.BoundarySource | catalog.DerivedSet, source: str, sha: str
+) -> store_boundaries.BoundarySetMeta:
+    """What is stored about a boundary set besides its features."""
+    return store_boundaries.BoundarySetMeta(
+        slug=item.slug, name=item.name, kind=item.kind, vintage=item.vintage, source=source,
+        licence=item.provenance.licence, attribution=item.provenance.attribution,
+        content_sha256=sha,
+    )
+
+
 def _source(slug: str) -> catalog.BoundarySource:
     return next(s for s in catalog.BOUNDARY_SETS if s.slug == slug)
 
@@ -69,7 +80,7 @@ def load_embedded(
             cofog = readers.read_cofog(catalog.path(catalog.COFOG_PATH))
             reference.save_cofog(conn, cofog)
 
-        prepared: dict[str, tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, tuple[str, ...]]] = {}
+        prepared: dict[str, tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]] = {}
         for src in catalog.BOUNDARY_SETS:
             sha = _file_sha(base / src.path)
             existing = store_boundaries.find_set(conn, src.slug)
@@ -86,16 +97,8 @@ def load_embedded(
                 raw, frame, repaired = _prepare(src, base)
                 if repaired:
                     report.repaired[src.slug] = repaired
-                prepared[src.slug] = (raw, frame, repaired)
-                store_boundaries.save_boundary_set(
-                    conn,
-                    store_boundaries.BoundarySetMeta(
-                        slug=src.slug, name=src.name, kind=src.kind, vintage=src.vintage,
-                        source=src.path, licence=src.provenance.licence,
-                        attribution=src.provenance.attribution, content_sha256=sha,
-                    ),
-                    frame,
-                )
+                prepared[src.slug] = (raw, frame)
+                store_boundaries.save_boundary_set(conn, _meta(src, src.path, sha), frame)
                 report.added.append(src.slug)
 
         for d in catalog.DERIVED_SETS:
@@ -104,8 +107,8 @@ def load_embedded(
                 continue
             with step(f"Boundaries {d.slug} (dissolved from {d.from_slug})"):
                 if d.from_slug not in prepared:
-                    prepared[d.from_slug] = _prepare(_source(d.from_slug), base)
-                raw, frame, _ = prepared[d.from_slug]
+                    prepared[d.from_slug] = _prepare(_source(d.from_slug), base)[:2]
+                raw, frame = prepared[d.from_slug]
                 if d.group_field is None:
                     out = dissolve(frame, None, code=d.code, name=d.fixed_name)
                 else:
@@ -115,15 +118,9 @@ def load_embedded(
                         if d.name_field else None
                     )
                     out = dissolve(frame, groups, names=names)
+                derived_sha = sha256_of(d.slug, d.from_slug, str(d.group_field))
                 store_boundaries.save_boundary_set(
-                    conn,
-                    store_boundaries.BoundarySetMeta(
-                        slug=d.slug, name=d.name, kind=d.kind, vintage=d.vintage,
-                        source=f"dissolved from {d.from_slug}",
-                        licence=d.provenance.licence, attribution=d.provenance.attribution,
-                        content_sha256=sha256_of(d.slug, d.from_slug, str(d.group_field)),
-                    ),
-                    out,
+                    conn, _meta(d, f"dissolved from {d.from_slug}", derived_sha), out
                 )
                 report.added.append(d.slug)
 

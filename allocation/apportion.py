@@ -119,19 +119,18 @@ def apportion_lines(
         atom_ids = inside["atom_id"].to_numpy()
         m = inside["weight"].to_numpy(dtype=np.float64)
         weights = proxies[row.proxy].reindex(atom_ids).fillna(0.0).to_numpy() * m
+        by_proxy = weights.sum() > 0
+        if not by_proxy:
+            weights = area.reindex(atom_ids).fillna(0.0).to_numpy() * m
+            if weights.sum() <= 0:
+                outcome.reason = f"reporting area {outcome.area} has no land area"
+                continue
         if row.area_set == cut_set:
             method = "direct"
-        elif weights.sum() > 0:
-            method = "proxy"
-        else:
-            method = "area"
-        if weights.sum() <= 0:
-            weights = area.reindex(atom_ids).fillna(0.0).to_numpy() * m
-            if method == "direct":
+            if not by_proxy:
                 outcome.reason = f"no {row.proxy} in the area: spread by land area"
-        if weights.sum() <= 0:
-            outcome.reason = f"reporting area {outcome.area} has no land area"
-            continue
+        else:
+            method = "proxy" if by_proxy else "area"
         outcome.method = method
         totals.append(amount)
         pieces.append(
@@ -141,7 +140,7 @@ def apportion_lines(
                     "atom_id": atom_ids,
                     "weight": weights,
                     "method": method,
-                    "proxy": row.proxy if method != "area" else None,
+                    "proxy": row.proxy if by_proxy else None,
                     "group": len(totals) - 1,
                 }
             )

@@ -74,7 +74,8 @@ def items(
     ``bbox`` is (minlon, minlat, maxlon, maxlat); ``simplify_m`` simplifies in metres (for
     overview maps); ``code`` picks one feature.
     """
-    meta = get_collection(conn, collection_id)
+    # Not get_collection: its extent and count are metadata work no page of features needs.
+    meta = _current(conn, collection_id)
     params = {
         "cid": collection_id,
         "run": meta["run_id"],
@@ -118,16 +119,23 @@ def items(
     return Page(row["features"], int(row["matched"]), int(row["returned"]), meta["run_id"])
 
 
-def collection_run(conn: Connection, collection_id: str) -> int:
-    """The run a collection serves (a cheap lookup for cache validation), or NotFound."""
+def _current(conn: Connection, collection_id: str) -> dict:
+    """The run a collection serves and its target set (one index lookup), or NotFound."""
     row = conn.execute(
-        "SELECT run_id FROM collection_current WHERE id = %s", (collection_id,)
+        "SELECT cur.run_id, c.target_set_id FROM collection_current cur"
+        " JOIN collection c ON c.id = cur.id AND c.run_id = cur.run_id WHERE cur.id = %s",
+        (collection_id,),
     ).fetchone()
-    if row is None or row["run_id"] is None:
+    if row is None:
         raise NotFound(
             f"no collection {collection_id!r}", "list the collections with GET /collections"
         )
-    return int(row["run_id"])
+    return row
+
+
+def collection_run(conn: Connection, collection_id: str) -> int:
+    """The run a collection serves (a cheap lookup for cache validation), or NotFound."""
+    return int(_current(conn, collection_id)["run_id"])
 
 
 def ping(conn: Connection) -> None:

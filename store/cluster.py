@@ -566,13 +566,10 @@ def _psycopg() -> tuple[Any, Any]:
     return psycopg, sql
 
 
-def _redact(url: str) -> str:
-    """Hide the password of a URL before it goes into a message."""
+def redact_url(url: str) -> str:
+    """A database URL fit for a message: user name and password removed."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _connect(url: str) -> psycopg.Connection[Any]:
@@ -582,7 +579,7 @@ def _connect(url: str) -> psycopg.Connection[Any]:
     except pg.OperationalError as exc:
         detail = _tail(str(exc), 2)
         raise SetupError(
-            f"Cannot connect to the database {_redact(url)}: {detail}",
+            f"Cannot connect to the database {redact_url(url)}: {detail}",
             fix=(
                 "check that the server runs and DATABASE_URL is right, or unset DATABASE_URL "
                 "to use the project-local database (`bash bin/setup`)"
@@ -602,7 +599,7 @@ def _ensure_postgis(conn: psycopg.Connection[Any], url: str) -> None:
             pass  # created concurrently by another session
         except pg.Error as exc:
             raise SetupError(
-                f"The database {_redact(url)} has no PostGIS and it cannot be added: "
+                f"The database {redact_url(url)} has no PostGIS and it cannot be added: "
                 f"{_tail(str(exc), 2)}",
                 fix=(
                     "install PostGIS 3 on that server and run `CREATE EXTENSION postgis` "
@@ -613,6 +610,6 @@ def _ensure_postgis(conn: psycopg.Connection[Any], url: str) -> None:
         conn.execute("SELECT postgis_version()").fetchone()
     except pg.Error as exc:
         raise SetupError(
-            f"PostGIS does not work in {_redact(url)}: {_tail(str(exc), 2)}",
+            f"PostGIS does not work in {redact_url(url)}: {_tail(str(exc), 2)}",
             fix="reinstall PostGIS 3 on that server (`ALTER EXTENSION postgis UPDATE`)",
         ) from exc

@@ -11,12 +11,13 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from placespend.errors import SetupError
+from store.cluster import redact_url
 
 Connection: TypeAlias = psycopg.Connection[Any]
 
 
 def _setup_error(url: str, exc: Exception) -> SetupError:
-    safe = url.split("@")[-1]
+    safe = redact_url(url)
     return SetupError(
         f"cannot connect to PostgreSQL at {safe}: {str(exc).strip().splitlines()[0]}",
         "start the project database with `placespend db start`, or set DATABASE_URL to a "

@@ -73,7 +73,9 @@ def save_boundary_set(conn: Connection, meta: BoundarySetMeta, frame: gpd.GeoDat
         for code, name, parent, g, a in zip(
             frame["code"], frame["name"], parents, wkb, area, strict=True
         ):
-            copy.write_row((sid, code, name, parent, g, float(a)))
+            # pandas turns a missing parent into NaN, which COPY would store as the text 'NaN'
+            copy.write_row((sid, code, name, parent if isinstance(parent, str) else None, g,
+                            float(a)))
     return sid
 
 

@@ -135,3 +135,16 @@ def test_the_same_spend_file_twice_is_refused(world_db) -> None:
     with connect(url) as conn, pytest.raises(DuplicateUpload, match="already loaded"):
         spend.save_spend_batch(conn, filename="world.csv", sha256="w1", lines=world.LINES,
                                body_ids={}, set_ids={})
+
+
+def test_a_missing_parent_code_is_stored_as_null(fresh_db: str) -> None:
+    from geo.prepare import prepare_boundaries
+
+    wards = world.wards()
+    wards.loc[0, "parent_code"] = None
+    frame = prepare_boundaries(wards, code_field="code", name_field="name",
+                               parent_field="parent_code", source="wards").frame
+    with connect(fresh_db) as conn:
+        sb.save_boundary_set(conn, _meta("fx-wards", "ward"), frame)
+        rows = conn.execute("SELECT code, parent_code FROM boundary ORDER BY code").fetchall()
+    assert [(r["code"], r["parent_code"]) for r in rows] == [("W1", None), ("W2", "B")]

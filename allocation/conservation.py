@@ -16,27 +16,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from placespend.errors import ConservationError
+import pandas as pd
 
+from domain.errors import ConservationError
 
-@dataclass
-class LineOutcome:
-    """What happened to one source line."""
-
-    line_id: int
-    body: str
-    line: str
-    area: str
-    amount_pence: int
-    allocated_pence: int
-    method: str | None
-    proxy: str | None
-    reason: str | None
-
-    @property
-    def unallocated_pence(self) -> int:
-        """Pence of the line that reached no atom."""
-        return self.amount_pence - self.allocated_pence
+#: The columns of a report's line table, in order (one row per source line).
+LINE_COLUMNS = ("line_id", "body", "line", "area", "amount_pence", "allocated_pence", "method",
+                "proxy", "reason")
 
 
 @dataclass
@@ -52,20 +38,25 @@ class TargetOutcome:
 
 @dataclass
 class ConservationReport:
-    """Totals and per-line, per-target outcomes of one run."""
+    """Totals, the per-line table and the per-target outcomes of one run.
 
-    lines: list[LineOutcome]
+    ``lines`` has :data:`LINE_COLUMNS`: each line's pence, what reached atoms, the method, the
+    proxy asked for and, for anything not allocated (or a note such as "the line is £0"), the
+    reason. It is stored as a table with the run and served in pages and as CSV.
+    """
+
+    lines: pd.DataFrame
     targets: list[TargetOutcome] = field(default_factory=list)
 
     @property
     def total_pence(self) -> int:
         """Signed pence of all source lines."""
-        return sum(o.amount_pence for o in self.lines)
+        return int(self.lines["amount_pence"].sum())
 
     @property
     def allocated_pence(self) -> int:
         """Signed pence that reached atoms."""
-        return sum(o.allocated_pence for o in self.lines)
+        return int(self.lines["allocated_pence"].sum())
 
     @property
     def unallocated_pence(self) -> int:
@@ -74,13 +65,15 @@ class ConservationReport:
 
     def check(self) -> None:
         """Raise unless every line adds back, and every shortfall has a reason."""
-        for o in self.lines:
-            if o.unallocated_pence and not o.reason:
-                raise ConservationError(
-                    f"line {o.line_id} ({o.body}, {o.line}) allocated {o.allocated_pence}p "
-                    f"of {o.amount_pence}p with no reason",
-                    "report this as a bug; the run was not written",
-                )
+        short = self.lines["amount_pence"] != self.lines["allocated_pence"]
+        silent = short & self.lines["reason"].isna()
+        if silent.any():
+            o = self.lines.loc[silent].iloc[0]
+            raise ConservationError(
+                f"line {o['line_id']} ({o['body']}, {o['line']}) allocated "
+                f"{o['allocated_pence']}p of {o['amount_pence']}p with no reason",
+                "report this as a bug; the run was not written",
+            )
         for t in self.targets:
             if t.allocated_pence + t.outside_pence != self.allocated_pence:
                 raise ConservationError(
@@ -89,12 +82,14 @@ class ConservationReport:
                     "report this as a bug; the run was not written",
                 )
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form, stored with the run and served by the API."""
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready totals and targets (the line table is stored and served apart)."""
+        short = self.lines["amount_pence"] != self.lines["allocated_pence"]
         return {
             "total_pence": self.total_pence,
             "allocated_pence": self.allocated_pence,
             "unallocated_pence": self.unallocated_pence,
-            "lines": [asdict(o) | {"unallocated_pence": o.unallocated_pence} for o in self.lines],
+            "lines": len(self.lines),
+            "lines_unallocated": int(short.sum()),
             "targets": [asdict(t) for t in self.targets],
         }

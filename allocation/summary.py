@@ -60,19 +60,20 @@ def property_schema(
 
 def feature_properties(
     target_alloc: pd.DataFrame,
-    lines: pd.DataFrame,
+    slices: pd.DataFrame,
     targets: pd.DataFrame,
     population: pd.Series,
     bodies: list[str],
 ) -> pd.DataFrame:
     """Build one row of flat properties per target unit, in ``targets`` order.
 
-    ``target_alloc``: line_id, target_code, method, amount_pence. ``lines``: line_id, body,
-    cofog_code. ``targets``: code, name (every unit, with money or not). ``population``:
-    residents per target code. ``bodies``: body slugs to give a column each.
+    ``target_alloc``: target_code, slice_id, amount_pence. ``slices``: slice_id, body,
+    cofog_code, method. ``targets``: code, name (every unit, with money or not).
+    ``population``: residents per target code. ``bodies``: body slugs to give a column each.
     """
     codes = targets["code"].to_numpy()
-    merged = target_alloc.merge(lines[["line_id", "body", "cofog_code"]], on="line_id")
+    merged = target_alloc.merge(slices[["slice_id", "body", "cofog_code", "method"]],
+                                on="slice_id")
     merged["division"] = merged["cofog_code"].str.slice(0, 2)
 
     def pence_by(column: str, keys: tuple[str, ...] | list[str]) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from placespend.errors import PlacespendError
+from domain.errors import PlacespendError
 
 log = logging.getLogger("placespend.api")
 

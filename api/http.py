@@ -14,7 +14,7 @@ from fastapi import Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from placespend import __version__
+from domain.version import ALGORITHM_VERSION
 
 CACHE_CONTROL = "public, max-age=300"
 #: Bump when a response format changes, so cached answers are not revalidated as current.
@@ -39,7 +39,7 @@ def json_response(content: Any, *, headers: dict[str, str] | None = None) -> JSO
 def etag(*parts: object) -> str:
     """A weak validator: the hash of what determines the body (the timeStamp aside)."""
     digest = hashlib.sha256(
-        json.dumps([_ETAG_FORMAT, __version__, *parts], default=str).encode()
+        json.dumps([_ETAG_FORMAT, ALGORITHM_VERSION, *parts], default=str).encode()
     ).hexdigest()
     return f'W/"{digest[:32]}"'
 

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from placespend.errors import InputError
+from domain.errors import InputError
 
 #: Folder holding the embedded data; every ``path`` below is relative to it.
 DATA_DIR: Path = Path(__file__).parent / "data"

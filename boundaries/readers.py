@@ -1,6 +1,6 @@
 """Read the embedded (or any user-supplied, same-shaped) data files into tidy frames.
 
-Every reader checks what it reads and raises :class:`~placespend.errors.InputError` naming the
+Every reader checks what it reads and raises :class:`~domain.errors.InputError` naming the
 file, the row (1-based line number in the file, header = line 1) or feature, and the fix.
 Geometry is read as-is: CRS normalisation and validity repair happen later, in
 ``geo.prepare_boundaries``.
@@ -29,7 +29,7 @@ from boundaries.catalog import (
     SpendSource,
     existing_file,
 )
-from placespend.errors import InputError
+from domain.errors import InputError
 
 #: Prefix of the RS line that the 13 service lines must add up to.
 TOTAL_SERVICE_LINE_PREFIX = "TOTAL SERVICE EXPENDITURE"

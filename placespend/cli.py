@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from placespend.errors import PlacespendError, SetupError
+from domain.errors import PlacespendError, SetupError
 from placespend.settings import Settings
 
 # Logs and CI have no terminal width; give tables room there instead of rich's 80 columns.
@@ -85,15 +85,18 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _print_conservation(conservation: dict) -> None:
-    table = Table(title="Conservation report (pence)")
+def _print_conservation(conn: object, run_id: int, conservation: dict) -> None:
+    from store.runs import run_lines
+
+    lines = run_lines(conn, run_id)  # type: ignore[arg-type]
+    table = Table(title=f"Conservation report of run {run_id} (pence)")
     for col in ("body", "line", "amount", "allocated", "method", "proxy", "note"):
         table.add_column(col, justify="right" if col in ("amount", "allocated") else "left")
-    for o in conservation["lines"]:
+    for o in lines.itertuples():
         table.add_row(
-            escape(o["body"]), escape(o["line"]), f"{o['amount_pence']:,}",
-            f"{o['allocated_pence']:,}", o["method"] or "-", escape(o["proxy"] or "-"),
-            escape(o["reason"] or ""),
+            escape(o.body), escape(o.line), f"{o.amount_pence:,}", f"{o.allocated_pence:,}",
+            o.method if isinstance(o.method, str) else "-", escape(o.proxy),
+            escape(o.reason if isinstance(o.reason, str) else ""),
         )
     console.print(table)
     console.print(
@@ -101,28 +104,57 @@ def _print_conservation(conservation: dict) -> None:
         f"{conservation['allocated_pence']:,}p + unallocated "
         f"{conservation['unallocated_pence']:,}p"
     )
-    for t in conservation["targets"]:
+
+
+def _print_publications(conn: object, run_id: int) -> None:
+    from store.runs import get_run
+
+    for c in get_run(conn, run_id)["collections"]:  # type: ignore[arg-type]
+        state = "public" if c["current"] else "not public"
         console.print(
-            f"  {t['target_set']}: {t['features']} features hold {t['allocated_pence']:,}p; "
-            f"{t['outside_pence']:,}p lies outside them"
+            f"  {c['id']} ({state}): {c['allocated_pence']:,}p inside its units, "
+            f"{c['outside_pence']:,}p outside them"
         )
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    """Apportion a year's spend and publish collections."""
-    from placespend.runs import RunRequest, apportion
+    """Compute a year's run (publications derived, none made public unless --publish)."""
+    from placespend.runs import DEFAULT_TARGETS, RunRequest, make_run, publish
     from store.db import connect
 
     url = _database_url(settings)
-    kwargs = {"financial_year": args.year}
+    kwargs: dict = {"financial_year": args.year,
+                    "target_sets": tuple(args.to) if args.to else DEFAULT_TARGETS}
     if args.proxy_table:
         kwargs["proxy_table"] = Path(args.proxy_table)
     with connect(url) as conn:
-        result = apportion(conn, RunRequest(**kwargs), step=step)
-    state = "published" if result.created else "already published (same inputs)"
-    console.print(f"run {result.run_id} {state}: {', '.join(result.collections)}")
-    if args.report:
-        _print_conservation(result.conservation)
+        result = make_run(conn, RunRequest(**kwargs), step=step)
+        state = "computed" if result.created else "already computed (same inputs)"
+        console.print(f"run {result.run_id} {state}")
+        if args.publish:
+            ids = publish(conn, result.run_id, list(kwargs["target_sets"]), step=step)
+            console.print(f"published: {', '.join(ids)}")
+        else:
+            console.print(
+                f"not published: the public collections are unchanged. See it at "
+                f"/collections/{{id}}?run={result.run_id}, publish it with "
+                f"`placespend publish {result.run_id}`"
+            )
+        if args.report:
+            _print_conservation(conn, result.run_id, result.conservation)
+        _print_publications(conn, result.run_id)
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
+    """Make a run the one its public collections serve."""
+    from placespend.runs import publish
+    from store.db import connect
+
+    with connect(_database_url(settings)) as conn:
+        ids = publish(conn, args.run_id, args.to or None, step=step)
+        console.print(f"run {args.run_id} published: {', '.join(ids)}")
+        _print_publications(conn, args.run_id)
     return 0
 
 
@@ -160,7 +192,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     start = time.perf_counter()
     _check_port(args.host, args.port)
     cmd_load(args, settings)
-    args.year, args.proxy_table, args.report = "2014-15", None, True
+    args.year, args.proxy_table, args.report, args.publish, args.to = (
+        "2014-15", None, True, True, None)
     cmd_run(args, settings)
     console.print(f"[bold]Ready in {time.perf_counter() - start:.0f}s.[/]")
     return cmd_serve(args, settings)
@@ -189,14 +222,28 @@ def build_parser() -> argparse.ArgumentParser:
     load = sub.add_parser("load", help="load the embedded boundary, population and spend data")
     load.set_defaults(func=cmd_load)
 
-    run = sub.add_parser("run", help="apportion a year's spend and publish collections")
+    run = sub.add_parser(
+        "run", help="apportion a year's spend (a run; public collections change only with "
+        "--publish or `placespend publish`)")
     run.add_argument("--year", default="2014-15", help="financial year, e.g. 2014-15")
     run.add_argument(
         "--proxy-table",
         help="CSV with columns line,proxy,rationale and one '*' row (default: embedded table)",
     )
+    run.add_argument("--to", action="append", metavar="SET",
+                     help="boundary set to publish through (repeatable; default: Hackney's "
+                     "and London's 2014 wards)")
+    run.add_argument("--publish", action="store_true",
+                     help="make this run the one the public collections serve")
     run.add_argument("--report", action="store_true", help="print the conservation report")
     run.set_defaults(func=cmd_run)
+
+    pub = sub.add_parser("publish", help="make a run the one its public collections serve")
+    pub.add_argument("run_id", type=int, help="the run (see `placespend run` or GET /runs)")
+    pub.add_argument("--to", action="append", metavar="SET",
+                     help="boundary set to publish through (repeatable; default: every set "
+                     "the run is already published to)")
+    pub.set_defaults(func=cmd_publish)
 
     serve = sub.add_parser("serve", help="serve the API and map")
     serving(serve)

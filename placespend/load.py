@@ -14,7 +14,7 @@ import geopandas as gpd
 
 from boundaries import catalog, readers
 from geo.prepare import dissolve, prepare_boundaries
-from placespend.errors import InputError
+from domain.errors import InputError
 from placespend.progress import Step, quiet
 from store import boundaries as store_boundaries
 from store import reference, spend

@@ -1,8 +1,17 @@
-"""One apportionment, end to end: store -> geo -> allocation -> store.
+"""Runs and publications, end to end: store -> geo -> allocation -> store.
 
-The CLI and the API both call :func:`apportion`; neither holds logic of its own. Atoms and
-crosswalks are derived data: built once per pair of boundary sets, stored, and reused. The run
-itself is written in one transaction and never changed; the same inputs give back the same run.
+The CLI and the API call these; neither holds logic of its own.
+
+- :func:`make_run` computes a run once from its inputs (lines, proxy table, proxies, atoms):
+  the atom product and the conservation report, through the one pure pipeline
+  (:mod:`allocation.pipeline`). The same inputs give back the same run. Making a run changes no
+  public collection: a what-if run (another proxy table) is addressable by its id
+  (``/collections/{id}?run=N``) but the public figures stay as they were.
+- :func:`publish` makes a run the one a set of public collections serves, first deriving any
+  publication it lacks (a sum of the atom product through a stored crosswalk; no re-run).
+- :func:`line_spread` derives one line's pence per atom on request.
+
+Atoms and crosswalks are derived data: built once per pair of boundary sets, stored, reused.
 """
 
 from __future__ import annotations
@@ -14,39 +23,43 @@ from pathlib import Path
 
 import pandas as pd
 
-from allocation.apportion import apportion_lines, atom_proxy_values, choose_proxies
-from allocation.conservation import ConservationReport, TargetOutcome
-from allocation.crosswalk import target_values, to_targets
-from allocation.summary import feature_properties, property_schema
+from allocation import pipeline
+from allocation.apportion import Apportionment, atom_proxy_values, choose_proxies
+from allocation.apportion import line_spread as spread_one_line
+from allocation.conservation import LINE_COLUMNS, ConservationReport
+from allocation.summary import property_schema
 from boundaries import catalog, readers
+from domain.errors import InputError, NotFound
+from domain.version import ALGORITHM_VERSION
 from geo.atoms import build_atoms
 from geo.crosswalk import build_crosswalk_via_cuts, nested_crosswalk
 from placespend import __version__
-from placespend.errors import InputError
 from placespend.progress import Step, quiet
 from store import atoms as store_atoms
 from store import boundaries as store_boundaries
 from store import reference, runs, spend
 from store.db import Connection
 
-#: The proxy every population figure (``population``, ``per_head``) is taken from.
-RESIDENTS = "residents-all"
+RESIDENTS = pipeline.RESIDENTS
+#: Target sets a run is published to when none are named.
+DEFAULT_TARGETS = ("hackney-wards-2014", "london-wards-2014")
 
 
 @dataclass(frozen=True)
 class RunRequest:
-    """What to apportion, over which geography, published through which target sets."""
+    """What to apportion, over which geography, with which proxy table."""
 
     financial_year: str = "2014-15"
     zone_set: str = "london-lsoa-2011"
     cut_set: str = "london-wards-2014"
-    target_sets: tuple[str, ...] = ("hackney-wards-2014", "london-wards-2014")
     proxy_table: Path = field(default_factory=lambda: catalog.path(catalog.DEFAULT_PROXIES_PATH))
+    #: Publications derived with the run (not made current: see :func:`publish`).
+    target_sets: tuple[str, ...] = DEFAULT_TARGETS
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """The run that holds the answer, whether it was made now, and its conservation report."""
+    """The run that holds the answer, whether it was made now, and its totals."""
 
     run_id: int
     created: bool
@@ -80,20 +93,21 @@ def ensure_atoms(conn: Connection, zone_set: str, cut_set: str, step: Step = qui
 
 
 def ensure_crosswalk(
-    conn: Connection, atom_set_id: int, cut_set: str, target_set: str, step: Step = quiet
+    conn: Connection, atom_set_id: int, target_set: str, step: Step = quiet
 ) -> pd.DataFrame:
     """The crosswalk from an atom set to ``target_set``, building and storing it once."""
     target_id = store_boundaries.set_id(conn, target_set)
     found = store_atoms.find_crosswalk(conn, atom_set_id, target_id)
     if found is not None:
         return store_atoms.read_crosswalk(conn, found)
+    meta = store_atoms.get_atom_set(conn, atom_set_id)
     with step(f"Crosswalk atoms -> {target_set}"):
-        if target_set == cut_set:
+        if target_id == meta["cut_set_id"]:
             weights = nested_crosswalk(store_atoms.read_atoms(conn, atom_set_id))
         else:
             weights = build_crosswalk_via_cuts(
                 store_atoms.read_atoms(conn, atom_set_id, geometry=True),
-                store_boundaries.read_boundaries(conn, cut_set),
+                store_boundaries.read_boundaries(conn, meta["cut_slug"]),
                 store_boundaries.read_boundaries(conn, target_set),
             )
     with conn.transaction():
@@ -101,27 +115,20 @@ def ensure_crosswalk(
     return weights
 
 
-def _inputs_sha(lines: pd.DataFrame, table: pd.DataFrame, request: RunRequest, atom_set: int,
+def _inputs_sha(lines: pd.DataFrame, request: RunRequest, atom_set: int,
                 proxies: pd.DataFrame) -> str:
+    """What decides a run's figures: the lines with their proxies, the proxy values, the atom
+    set and the algorithm version (never the target sets: publications are derived)."""
     h = hashlib.sha256()
-    h.update(lines.to_csv(index=False).encode())
-    h.update(table[["line", "proxy"]].to_csv(index=False).encode())
+    h.update(lines[["line_id", "amount_pence", "proxy"]].to_csv(index=False).encode())
     h.update(proxies.sort_values(["proxy", "unit_code"]).to_csv(index=False).encode())
-    h.update(json.dumps([request.cut_set, request.zone_set, list(request.target_sets),
-                         atom_set, __version__]).encode())
+    h.update(json.dumps([request.cut_set, request.zone_set, atom_set,
+                         ALGORITHM_VERSION]).encode())
     return h.hexdigest()
 
 
-def _republish(conn: Connection, run_id: int) -> RunResult:
-    """Serve an earlier run with the same inputs again (its figures never changed)."""
-    with conn.transaction():
-        runs.point_collections(conn, run_id)
-    got = runs.get_run(conn, run_id)
-    return RunResult(run_id, False, tuple(got["collections"]), got["conservation"])
-
-
-def apportion(conn: Connection, request: RunRequest, step: Step = quiet) -> RunResult:
-    """Apportion every spend line of the year and publish one collection per target set."""
+def _inputs(conn: Connection, request: RunRequest, step: Step) -> tuple[
+        pipeline.Inputs, int, pd.DataFrame]:
     lines = spend.lines_for_year(conn, request.financial_year)
     if lines.empty:
         raise InputError(
@@ -129,100 +136,163 @@ def apportion(conn: Connection, request: RunRequest, step: Step = quiet) -> RunR
             "load them first (`placespend load`), or choose a year that has lines",
         )
     table = readers.read_proxy_table(request.proxy_table)
-    lines["proxy"] = choose_proxies(lines, table)
-
+    lines["proxy"] = choose_proxies(lines, table).to_numpy()
     atom_set_id = ensure_atoms(conn, request.zone_set, request.cut_set, step)
     atoms = store_atoms.read_atoms(conn, atom_set_id)
-    zone_set_id = store_boundaries.set_id(conn, request.zone_set)
-    values = reference.proxy_values(conn, zone_set_id)
+    values = reference.proxy_values(conn, store_boundaries.set_id(conn, request.zone_set))
     if RESIDENTS not in set(values["proxy"]):
         raise InputError(
             f"proxy {RESIDENTS} is not loaded on {request.zone_set}",
             "load the embedded data (`placespend load`)",
         )
-
-    sha = _inputs_sha(lines, table, request, atom_set_id, values)
-    existing = runs.find_run(conn, sha)
-    if existing is not None:
-        return _republish(conn, existing["id"])
-
     membership = pd.concat(
         [
-            ensure_crosswalk(conn, atom_set_id, request.cut_set, area_set, step).assign(
-                set=area_set
-            ).rename(columns={"target_code": "code"})
+            ensure_crosswalk(conn, atom_set_id, area_set, step).assign(set=area_set)
+            .rename(columns={"target_code": "code"})
             for area_set in sorted(set(lines["area_set"]))
         ],
         ignore_index=True,
     )
-    with step(f"Apportioning {len(lines)} lines over {len(atoms):,} atoms"):
-        proxies = atom_proxy_values(atoms, values)
-        result = apportion_lines(lines, atoms, proxies, membership, cut_set=request.cut_set)
-    report = ConservationReport(result.outcomes)
+    inputs = pipeline.Inputs(lines, atoms, values, membership, request.cut_set)
+    return inputs, atom_set_id, table
 
-    writes: list[runs.CollectionWrite] = []
-    bodies = sorted(set(lines["body"]))
-    divisions = reference.cofog_divisions(conn)
-    body_names = {slug: row["name"] for slug, row in reference.bodies(conn).items()}
-    for target_set in request.target_sets:
-        xw = ensure_crosswalk(conn, atom_set_id, request.cut_set, target_set, step)
-        with step(f"Summing into {target_set}"):
-            target_alloc, outside = to_targets(result.allocations, xw)
-            population = target_values(proxies[[RESIDENTS]], xw)[RESIDENTS]
-            units = store_boundaries.read_boundaries(conn, target_set)
-            features = feature_properties(target_alloc, lines, units, population, bodies)
-        cid = collection_id(target_set, request.financial_year)
-        report.targets.append(
-            TargetOutcome(
-                target_set=target_set,
-                features=len(units),
-                allocated_pence=int(target_alloc["amount_pence"].sum()),
-                outside_pence=outside,
-                reason=(
-                    "allocated to atoms outside every unit of this set" if outside else None
-                ),
-            )
+
+def make_run(conn: Connection, request: RunRequest, step: Step = quiet) -> RunResult:
+    """Compute the year's run once (or find it), with its publications to ``target_sets``.
+
+    No public collection changes: call :func:`publish` for that.
+    """
+    inputs, atom_set_id, table = _inputs(conn, request, step)
+    sha = _inputs_sha(inputs.lines, request, atom_set_id, inputs.proxy_values)
+    existing = runs.find_run(conn, sha)
+    if existing is not None:
+        run_id = int(existing["id"])
+        created = False
+    else:
+        with step(f"Apportioning {len(inputs.lines):,} lines over {len(inputs.atoms):,} atoms"):
+            result = pipeline.compute(inputs)
+        bodies = sorted(set(inputs.lines["body"]))
+        params = {
+            "financial_year": request.financial_year,
+            "zone_set": request.zone_set,
+            "cut_set": request.cut_set,
+            "proxy_table": table[["line", "proxy"]].to_dict(orient="records"),
+            "bodies": bodies,
+        }
+        a = result.apportionment
+        body_ids = {slug: int(row["id"]) for slug, row in reference.bodies(conn).items()}
+        with step(f"Storing the run ({len(a.product):,} atom amounts)"), conn.transaction():
+            runs.lock_runs(conn)
+            again = runs.find_run(conn, sha)
+            if again is not None:
+                run_id, created = int(again["id"]), False
+            else:
+                run_id = runs.save_run(
+                    conn, financial_year=request.financial_year, atom_set_id=atom_set_id,
+                    inputs_sha256=sha, params=params, algorithm_version=ALGORITHM_VERSION,
+                    code_version=__version__, conservation=result.report.summary(),
+                    outcomes=a.outcomes, slices=a.slices, product=a.product,
+                    body_ids=body_ids,
+                )
+                created = True
+    made = derive_publications(conn, run_id, request.target_sets, step)
+    got = runs.get_run(conn, run_id)
+    return RunResult(run_id, created, tuple(made), got["conservation"])
+
+
+def derive_publications(
+    conn: Connection, run_id: int, target_sets: tuple[str, ...] | list[str], step: Step = quiet
+) -> list[str]:
+    """Publish ``run_id`` through each target set it is not yet published to (no re-run).
+
+    Returns the collection ids of the run in those target sets. Nothing becomes current.
+    """
+    run = runs.get_run(conn, run_id)
+    have = runs.published_sets(conn, run_id)
+    wanted = [(s, store_boundaries.get_set(conn, s)) for s in target_sets]
+    missing = [(s, meta) for s, meta in wanted if int(meta["id"]) not in have]
+    if missing:
+        product = runs.run_product(conn, run_id)
+        slices = runs.run_slices(conn, run_id)
+        atoms = store_atoms.read_atoms(conn, int(run["atom_set_id"]))
+        zone_set_id = store_atoms.get_atom_set(conn, int(run["atom_set_id"]))["zone_set_id"]
+        proxies = atom_proxy_values(atoms, reference.proxy_values(conn, zone_set_id))
+        computed = pipeline.Run(
+            Apportionment(product, slices, pd.DataFrame()), proxies,
+            ConservationReport(pd.DataFrame(columns=list(LINE_COLUMNS))),
         )
-        meta = store_boundaries.get_set(conn, target_set)
-        writes.append(
-            runs.CollectionWrite(
-                collection_id=cid,
+        bodies = list(run["params"]["bodies"])
+        divisions = reference.cofog_divisions(conn)
+        body_names = {slug: row["name"] for slug, row in reference.bodies(conn).items()}
+        writes = []
+        for target_set, meta in missing:
+            xw = ensure_crosswalk(conn, int(run["atom_set_id"]), target_set, step)
+            with step(f"Summing run {run_id} into {target_set}"):
+                units = store_boundaries.read_boundaries(conn, target_set)
+                pub = pipeline.publish(computed, target_set, xw, units, bodies)
+            year = run["financial_year"]
+            writes.append(runs.CollectionWrite(
+                collection_id=collection_id(target_set, year),
                 target_set_id=int(meta["id"]),
-                title=f"Public spend {request.financial_year}: {meta['name']}",
+                title=f"Public spend {year}: {meta['name']}",
                 description=(
-                    f"Net current expenditure {request.financial_year} of "
-                    f"{', '.join(bodies)} apportioned to {meta['name']} "
-                    f"({len(units)} features). Pounds; per_head uses {RESIDENTS}."
+                    f"Net current expenditure {year} of {', '.join(bodies)} apportioned to "
+                    f"{meta['name']} ({len(units)} features), run {run_id}. Pounds; per_head "
+                    f"uses {RESIDENTS}."
                 ),
-                target_alloc=target_alloc,
-                features=features,
-                schema=property_schema(features, divisions, body_names),
-            )
-        )
-    report.check()
+                target_alloc=pub.target_alloc,
+                allocated_pence=pub.outcome.allocated_pence,
+                outside_pence=pub.outcome.outside_pence,
+                features=pub.features,
+                schema=property_schema(pub.features, divisions, body_names),
+            ))
+        with step(f"Storing {len(writes)} publication(s) of run {run_id}"), conn.transaction():
+            runs.lock_runs(conn)
+            have = runs.published_sets(conn, run_id)
+            for w in writes:
+                if w.target_set_id not in have:
+                    runs.save_publication(conn, run_id, w)
+    have = runs.published_sets(conn, run_id)
+    return [have[int(meta["id"])] for _, meta in wanted]
 
-    params = {
-        "financial_year": request.financial_year,
-        "zone_set": request.zone_set,
-        "cut_set": request.cut_set,
-        "target_sets": list(request.target_sets),
-        "proxy_table": table[["line", "proxy"]].to_dict(orient="records"),
-        "bodies": bodies,
-    }
-    with step("Publishing the run"), conn.transaction():
+
+def publish(
+    conn: Connection, run_id: int, target_sets: tuple[str, ...] | list[str] | None = None,
+    step: Step = quiet,
+) -> list[str]:
+    """Make ``run_id`` the run its collections serve (deriving any that are missing).
+
+    ``target_sets`` default to every set the run is already published to. Returns the
+    collection ids now serving the run.
+    """
+    run = runs.get_run(conn, run_id)
+    if target_sets is None:
+        ids = [c["id"] for c in run["collections"]]
+    else:
+        ids = derive_publications(conn, run_id, target_sets, step)
+    if not ids:
+        raise NotFound(f"run {run_id} has no publications",
+                       "name a target set: `placespend publish RUN --to SET`")
+    with conn.transaction():
         runs.lock_runs(conn)
-        again = runs.find_run(conn, sha)
-        if again is not None:
-            return _republish(conn, again["id"])
-        run_id = runs.save_run(
-            conn,
-            financial_year=request.financial_year,
-            atom_set_id=atom_set_id,
-            inputs_sha256=sha,
-            params=params,
-            code_version=__version__,
-            conservation=report.as_dict(),
-            allocations=result.allocations,
-            collections=writes,
-        )
-    return RunResult(run_id, True, tuple(w.collection_id for w in writes), report.as_dict())
+        return runs.point_collections(conn, run_id, ids)
+
+
+def line_spread(conn: Connection, run_id: int, line_id: int) -> pd.DataFrame:
+    """One line's pence per atom (atom_id, zone_code, cut_code, amount_pence), derived from the
+    run's stored inputs exactly as the run placed it."""
+    run = runs.get_run(conn, run_id)
+    lines = runs.run_line_inputs(conn, run_id)
+    if line_id not in set(lines["line_id"]):
+        raise NotFound(f"line {line_id} is not in run {run_id}",
+                       f"list the run's lines: GET /runs/{run_id}/lines")
+    atom_set = store_atoms.get_atom_set(conn, int(run["atom_set_id"]))
+    atoms = store_atoms.read_atoms(conn, int(run["atom_set_id"]))
+    me = lines.loc[lines["line_id"] == line_id].iloc[0]
+    membership = ensure_crosswalk(conn, int(run["atom_set_id"]), me["area_set"]).assign(
+        set=me["area_set"]).rename(columns={"target_code": "code"})
+    proxies = atom_proxy_values(atoms, reference.proxy_values(conn, int(atom_set["zone_set_id"])))
+    spread = spread_one_line(
+        lines, atoms, proxies, membership, cut_set=atom_set["cut_slug"], line_id=line_id)
+    return spread.merge(atoms[["atom_id", "zone_code", "cut_code"]], on="atom_id")[
+        ["atom_id", "zone_code", "cut_code", "amount_pence"]]

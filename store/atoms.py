@@ -5,6 +5,7 @@ from __future__ import annotations
 import geopandas as gpd
 import pandas as pd
 
+from domain.errors import NotFound
 from store.boundaries import ewkb_hex
 from store.db import Connection
 
@@ -12,6 +13,19 @@ from store.db import Connection
 def find_atom_set(conn: Connection, slug: str) -> dict | None:
     """The atom_set row for ``slug``, or None."""
     return conn.execute("SELECT * FROM atom_set WHERE slug = %s", (slug,)).fetchone()
+
+
+def get_atom_set(conn: Connection, atom_set_id: int) -> dict:
+    """An atom set with the slugs of its zone and cut sets, or NotFound."""
+    row = conn.execute(
+        "SELECT a.*, z.slug AS zone_slug, c.slug AS cut_slug FROM atom_set a"
+        " JOIN boundary_set z ON z.id = a.zone_set_id JOIN boundary_set c ON c.id = a.cut_set_id"
+        " WHERE a.id = %s",
+        (atom_set_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no atom set {atom_set_id}", "run `placespend run` to build atoms")
+    return row
 
 
 def save_atoms(

@@ -8,7 +8,7 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
-from placespend.errors import NotFound
+from domain.errors import NotFound
 from store.db import Connection
 
 BNG = 27700

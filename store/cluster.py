@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from placespend.errors import SetupError
+from domain.errors import SetupError
 
 if TYPE_CHECKING:
     import psycopg

@@ -10,7 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from placespend.errors import SetupError
+from domain.errors import SetupError
 from store.cluster import redact_url
 
 Connection: TypeAlias = psycopg.Connection[Any]

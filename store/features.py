@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from placespend.errors import NotFound
+from domain.errors import NotFound
 from store.db import Connection
 
 _COLLECTION = """
@@ -37,7 +37,7 @@ class Page:
 
 
 def list_collections(conn: Connection) -> list[dict]:
-    """The newest run of every collection id."""
+    """Every public collection, as served now (the run it currently points at)."""
     return conn.execute(
         _COLLECTION
         + " JOIN collection_current cur ON cur.id = c.id AND cur.run_id = c.run_id"
@@ -45,18 +45,35 @@ def list_collections(conn: Connection) -> list[dict]:
     ).fetchall()
 
 
-def get_collection(conn: Connection, collection_id: str) -> dict:
-    """The newest run of one collection, or NotFound."""
-    row = conn.execute(
-        _COLLECTION + " JOIN collection_current cur ON cur.id = c.id AND cur.run_id = c.run_id"
-        " WHERE c.id = %s",
-        (collection_id,),
-    ).fetchone()
+def get_collection(conn: Connection, collection_id: str, run_id: int | None = None) -> dict:
+    """One collection as served now, or as published from ``run_id``; NotFound if absent."""
+    if run_id is None:
+        row = conn.execute(
+            _COLLECTION + " JOIN collection_current cur ON cur.id = c.id"
+            " AND cur.run_id = c.run_id WHERE c.id = %s",
+            (collection_id,),
+        ).fetchone()
+    else:
+        row = conn.execute(
+            _COLLECTION + " WHERE c.id = %s AND c.run_id = %s", (collection_id, run_id)
+        ).fetchone()
     if row is None:
-        raise NotFound(
-            f"no collection {collection_id!r}", "list the collections with GET /collections"
-        )
+        raise _not_found(collection_id, run_id)
     return row
+
+
+def _not_found(collection_id: str, run_id: int | None) -> NotFound:
+    if run_id is None:
+        return NotFound(
+            f"no public collection {collection_id!r}",
+            "list the collections with GET /collections (a run that was made but not "
+            "published is reached with ?run=N)",
+        )
+    return NotFound(
+        f"run {run_id} has no publication {collection_id!r}",
+        f"see GET /runs/{run_id} for its collections, or publish it to that set: "
+        f"`placespend publish {run_id} --to SET`",
+    )
 
 
 def items(
@@ -68,14 +85,16 @@ def items(
     offset: int = 0,
     simplify_m: float = 0.0,
     code: str | None = None,
+    run_id: int | None = None,
 ) -> Page:
     """Features of a collection (EPSG:4326 lon/lat GeoJSON, 6 decimals), ordered by code.
 
     ``bbox`` is (minlon, minlat, maxlon, maxlat); ``simplify_m`` simplifies in metres (for
-    overview maps); ``code`` picks one feature.
+    overview maps); ``code`` picks one feature; ``run_id`` pins the run (default: the run the
+    collection serves now).
     """
     # Not get_collection: its extent and count are metadata work no page of features needs.
-    meta = _current(conn, collection_id)
+    meta = _current(conn, collection_id, run_id)
     params = {
         "cid": collection_id,
         "run": meta["run_id"],
@@ -119,23 +138,27 @@ def items(
     return Page(row["features"], int(row["matched"]), int(row["returned"]), meta["run_id"])
 
 
-def _current(conn: Connection, collection_id: str) -> dict:
-    """The run a collection serves and its target set (one index lookup), or NotFound."""
-    row = conn.execute(
-        "SELECT cur.run_id, c.target_set_id FROM collection_current cur"
-        " JOIN collection c ON c.id = cur.id AND c.run_id = cur.run_id WHERE cur.id = %s",
-        (collection_id,),
-    ).fetchone()
+def _current(conn: Connection, collection_id: str, run_id: int | None = None) -> dict:
+    """The run a collection serves (or ``run_id``'s publication) and its target set."""
+    if run_id is None:
+        row = conn.execute(
+            "SELECT cur.run_id, c.target_set_id FROM collection_current cur"
+            " JOIN collection c ON c.id = cur.id AND c.run_id = cur.run_id WHERE cur.id = %s",
+            (collection_id,),
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT run_id, target_set_id FROM collection WHERE id = %s AND run_id = %s",
+            (collection_id, run_id),
+        ).fetchone()
     if row is None:
-        raise NotFound(
-            f"no collection {collection_id!r}", "list the collections with GET /collections"
-        )
+        raise _not_found(collection_id, run_id)
     return row
 
 
-def collection_run(conn: Connection, collection_id: str) -> int:
-    """The run a collection serves (a cheap lookup for cache validation), or NotFound."""
-    return int(_current(conn, collection_id)["run_id"])
+def collection_run(conn: Connection, collection_id: str, run_id: int | None = None) -> int:
+    """The run a collection serves, or ``run_id`` if it has that publication; NotFound."""
+    return int(_current(conn, collection_id, run_id)["run_id"])
 
 
 def ping(conn: Connection) -> None:

@@ -1,8 +1,9 @@
-"""Runs: one apportionment and everything it produced, written in one transaction.
+"""Runs and publications: written whole, never changed.
 
-A run is only ever inserted whole (run, atom allocations, target allocations, collections and
-their features) inside one transaction, so a failure leaves nothing behind; triggers in the
-schema refuse any later UPDATE or DELETE.
+A run (its line outcomes, slices and atom product) is inserted inside the caller's transaction
+together with any publications made with it, so a failure leaves nothing behind; triggers in
+the schema refuse any later UPDATE or DELETE. ``collection_current`` is the only moving part: a
+pointer from each public collection id to the run it serves, moved only by publishing.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from psycopg.types.json import Json, Jsonb
 
-from placespend.errors import NotFound
+from domain.errors import NotFound
+from store.copy import copy_integers
 from store.db import Connection
 
-_RUN_LOCK = 7_311_943  # advisory lock: one run written at a time
+_RUN_LOCK = 7_311_943  # advisory lock: one run or publication written at a time
 
 
 @dataclass(frozen=True)
@@ -27,40 +30,45 @@ class CollectionWrite:
     target_set_id: int
     title: str
     description: str
-    target_alloc: pd.DataFrame  # line_id, target_code, method, amount_pence
+    target_alloc: pd.DataFrame  # target_code, slice_id, amount_pence
+    allocated_pence: int
+    outside_pence: int
     features: pd.DataFrame  # code + flat properties, one row per target unit
     schema: list[dict[str, Any]]  # name, type, nullable, description of each property
 
 
 def lock_runs(conn: Connection) -> None:
-    """Serialise run writers until the end of the current transaction."""
+    """Serialise run and publication writers until the end of the current transaction."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_RUN_LOCK,))
 
 
 def find_run(conn: Connection, inputs_sha256: str) -> dict | None:
-    """A published run made from exactly these inputs, or None."""
+    """The run made from exactly these inputs, or None."""
     return conn.execute(
-        "SELECT * FROM run WHERE inputs_sha256 = %s ORDER BY id DESC LIMIT 1", (inputs_sha256,)
+        "SELECT * FROM run WHERE inputs_sha256 = %s", (inputs_sha256,)
     ).fetchone()
 
 
 def get_run(conn: Connection, run_id: int) -> dict:
-    """One run with its conservation report and collections."""
+    """One run with its totals, its publications and which of them are current."""
     run = conn.execute("SELECT * FROM run WHERE id = %s", (run_id,)).fetchone()
     if run is None:
         raise NotFound(f"no run {run_id}", "list runs with GET /runs")
-    run["collections"] = [
-        r["id"] for r in conn.execute(
-            "SELECT id FROM collection WHERE run_id = %s ORDER BY id", (run_id,)
-        )
-    ]
+    run["collections"] = conn.execute(
+        "SELECT c.id, s.slug AS target_set, c.allocated_pence, c.outside_pence,"
+        " (cur.run_id IS NOT NULL) AS current"
+        " FROM collection c JOIN boundary_set s ON s.id = c.target_set_id"
+        " LEFT JOIN collection_current cur ON cur.id = c.id AND cur.run_id = c.run_id"
+        " WHERE c.run_id = %s ORDER BY c.id",
+        (run_id,),
+    ).fetchall()
     return run
 
 
 def list_runs(conn: Connection) -> list[dict]:
-    """Every run, newest first, without the per-line report."""
+    """Every run, newest first, with its headline totals."""
     return conn.execute(
-        "SELECT id, financial_year, created_at, code_version, status,"
+        "SELECT id, financial_year, created_at, algorithm_version, code_version, status,"
         " conservation->'total_pence' AS total_pence,"
         " conservation->'allocated_pence' AS allocated_pence,"
         " conservation->'unallocated_pence' AS unallocated_pence"
@@ -68,23 +76,32 @@ def list_runs(conn: Connection) -> list[dict]:
     ).fetchall()
 
 
-def point_collections(conn: Connection, run_id: int) -> list[str]:
-    """Make every collection of ``run_id`` serve that run; return their ids."""
+def current_run(conn: Connection) -> int | None:
+    """The run most recently published to any collection, or None."""
+    row = conn.execute(
+        "SELECT run_id FROM collection_current ORDER BY updated_at DESC, run_id DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else int(row["run_id"])
+
+
+def point_collections(conn: Connection, run_id: int, collection_ids: list[str]) -> list[str]:
+    """Make these collections of ``run_id`` the ones served to the public; return their ids."""
     rows = conn.execute(
         "INSERT INTO collection_current (id, run_id)"
-        " SELECT id, run_id FROM collection WHERE run_id = %s"
+        " SELECT id, run_id FROM collection WHERE run_id = %s AND id = ANY(%s)"
         " ON CONFLICT (id) DO UPDATE SET run_id = EXCLUDED.run_id, updated_at = now()"
         " RETURNING id",
-        (run_id,),
+        (run_id, collection_ids),
     ).fetchall()
     return sorted(r["id"] for r in rows)
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    out = []
-    for rec in frame.to_dict(orient="records"):
-        out.append({k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()})
-    return out
+def published_sets(conn: Connection, run_id: int) -> dict[int, str]:
+    """Target set id -> collection id of every publication ``run_id`` already has."""
+    rows = conn.execute(
+        "SELECT target_set_id, id FROM collection WHERE run_id = %s", (run_id,)
+    ).fetchall()
+    return {int(r["target_set_id"]): r["id"] for r in rows}
 
 
 def save_run(
@@ -94,47 +111,164 @@ def save_run(
     atom_set_id: int,
     inputs_sha256: str,
     params: dict[str, Any],
+    algorithm_version: str,
     code_version: str,
     conservation: dict[str, Any],
-    allocations: pd.DataFrame,
-    collections: list[CollectionWrite],
+    outcomes: pd.DataFrame,
+    slices: pd.DataFrame,
+    product: pd.DataFrame,
+    body_ids: dict[str, int],
 ) -> int:
-    """Write a whole run; returns its id. Call inside the caller's transaction."""
+    """Write a run: its totals, line outcomes, slices and atom product. Returns its id.
+
+    ``outcomes``: line_id, proxy, method, allocated_pence, reason. ``slices``: slice_id, body
+    (slug), cofog_code, method. ``product``: atom_id, slice_id, amount_pence.
+    Call inside the caller's transaction.
+    """
     run_id = int(
         conn.execute(
-            "INSERT INTO run (financial_year, atom_set_id, inputs_sha256, params, code_version,"
-            " conservation) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            (financial_year, atom_set_id, inputs_sha256, Jsonb(params), code_version,
-             Jsonb(conservation)),
+            "INSERT INTO run (financial_year, atom_set_id, inputs_sha256, params,"
+            " algorithm_version, code_version, conservation)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (financial_year, atom_set_id, inputs_sha256, Jsonb(params), algorithm_version,
+             code_version, Jsonb(conservation)),
         ).fetchone()["id"]
     )
     with conn.cursor().copy(
-        "COPY allocation (run_id, spend_line_id, atom_id, amount_pence, method, proxy_slug)"
+        "COPY run_line (run_id, line_id, proxy, method, allocated_pence, reason) FROM STDIN"
+    ) as copy:
+        for line_id, proxy, method, pence, reason in outcomes[
+            ["line_id", "proxy", "method", "allocated_pence", "reason"]
+        ].itertuples(index=False, name=None):
+            copy.write_row((run_id, int(line_id), proxy, _text(method), int(pence),
+                            _text(reason)))
+    with conn.cursor().copy(
+        "COPY run_slice (run_id, slice_id, body_id, cofog_code, method) FROM STDIN"
+    ) as copy:
+        for slice_id, body, cofog, method in slices[
+            ["slice_id", "body", "cofog_code", "method"]
+        ].itertuples(index=False, name=None):
+            copy.write_row((run_id, int(slice_id), body_ids[body], cofog, method))
+    n = len(product)
+    copy_integers(conn, "atom_allocation", {
+        "run_id": (np.full(n, run_id), "int4"),
+        "atom_id": (product["atom_id"].to_numpy(), "int4"),
+        "slice_id": (product["slice_id"].to_numpy(), "int4"),
+        "amount_pence": (product["amount_pence"].to_numpy(), "int8"),
+    })
+    return run_id
+
+
+def _text(value: object) -> str | None:
+    """None for missing values (pandas turns None into NaN, which COPY would store as 'NaN')."""
+    return value if isinstance(value, str) else None
+
+
+def save_publication(conn: Connection, run_id: int, c: CollectionWrite) -> None:
+    """Write one publication of a run: target allocations, collection row and features."""
+    with conn.cursor().copy(
+        "COPY target_allocation (run_id, target_set_id, target_code, slice_id, amount_pence)"
         " FROM STDIN"
     ) as copy:
-        for line_id, atom_id, pence, method, proxy in allocations[
-            ["line_id", "atom_id", "amount_pence", "method", "proxy"]
+        for code, slice_id, pence in c.target_alloc[
+            ["target_code", "slice_id", "amount_pence"]
         ].itertuples(index=False, name=None):
-            copy.write_row((run_id, int(line_id), int(atom_id), int(pence), method, proxy))
-    for c in collections:
-        with conn.cursor().copy(
-            "COPY target_allocation (run_id, target_set_id, spend_line_id, target_code, method,"
-            " amount_pence) FROM STDIN"
-        ) as copy:
-            for line_id, code, method, pence in c.target_alloc[
-                ["line_id", "target_code", "method", "amount_pence"]
-            ].itertuples(index=False, name=None):
-                copy.write_row((run_id, c.target_set_id, int(line_id), code, method, int(pence)))
-        conn.execute(
-            "INSERT INTO collection (id, run_id, target_set_id, title, description, properties)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            (c.collection_id, run_id, c.target_set_id, c.title, c.description,
-             Jsonb(c.schema)),
-        )
-        with conn.cursor().copy(
-            "COPY collection_feature (collection_id, run_id, code, properties) FROM STDIN"
-        ) as copy:
-            for rec in _records(c.features):
-                copy.write_row((c.collection_id, run_id, rec["code"], Json(rec)))
-    point_collections(conn, run_id)
-    return run_id
+            copy.write_row((run_id, c.target_set_id, code, int(slice_id), int(pence)))
+    conn.execute(
+        "INSERT INTO collection (id, run_id, target_set_id, title, description, properties,"
+        " allocated_pence, outside_pence) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (c.collection_id, run_id, c.target_set_id, c.title, c.description, Jsonb(c.schema),
+         c.allocated_pence, c.outside_pence),
+    )
+    with conn.cursor().copy(
+        "COPY collection_feature (collection_id, run_id, code, properties) FROM STDIN"
+    ) as copy:
+        for rec in _records(c.features):
+            copy.write_row((c.collection_id, run_id, rec["code"], Json(rec)))
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    out = []
+    for rec in frame.to_dict(orient="records"):
+        out.append({k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()})
+    return out
+
+
+def run_lines(conn: Connection, run_id: int, *, limit: int | None = None,
+              offset: int = 0) -> pd.DataFrame:
+    """The run's conservation table, one row per source line, ordered by line id.
+
+    Columns: line_id, body, line, cofog_code, area, amount_pence, allocated_pence,
+    unallocated_pence, method, proxy, reason, source_row.
+    """
+    rows = conn.execute(
+        "SELECT r.line_id, b.slug AS body, l.line, l.cofog_code,"
+        " s.slug || ':' || l.area_code AS area, l.amount_pence, r.allocated_pence,"
+        " l.amount_pence - r.allocated_pence AS unallocated_pence, r.method, r.proxy,"
+        " r.reason, l.source_row"
+        " FROM run_line r JOIN spend_line l ON l.id = r.line_id"
+        " JOIN body b ON b.id = l.body_id JOIN boundary_set s ON s.id = l.area_set_id"
+        " WHERE r.run_id = %s ORDER BY r.line_id LIMIT %s OFFSET %s",
+        (run_id, limit, offset),
+    ).fetchall()
+    cols = ["line_id", "body", "line", "cofog_code", "area", "amount_pence", "allocated_pence",
+            "unallocated_pence", "method", "proxy", "reason", "source_row"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def count_lines(conn: Connection, run_id: int) -> int:
+    """How many source lines a run has."""
+    return int(conn.execute(
+        "SELECT count(*) AS n FROM run_line WHERE run_id = %s", (run_id,)
+    ).fetchone()["n"])
+
+
+def run_line_inputs(conn: Connection, run_id: int) -> pd.DataFrame:
+    """The run's lines as the pipeline took them (with the proxy each was given)."""
+    rows = conn.execute(
+        "SELECT r.line_id, b.slug AS body, l.line, l.cofog_code, l.amount_pence,"
+        " s.slug AS area_set, l.area_code, r.proxy"
+        " FROM run_line r JOIN spend_line l ON l.id = r.line_id"
+        " JOIN body b ON b.id = l.body_id JOIN boundary_set s ON s.id = l.area_set_id"
+        " WHERE r.run_id = %s ORDER BY r.line_id",
+        (run_id,),
+    ).fetchall()
+    cols = ["line_id", "body", "line", "cofog_code", "amount_pence", "area_set", "area_code",
+            "proxy"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def run_slices(conn: Connection, run_id: int) -> pd.DataFrame:
+    """slice_id, body (slug), cofog_code, method of a run's product."""
+    rows = conn.execute(
+        "SELECT s.slice_id, b.slug AS body, s.cofog_code, s.method FROM run_slice s"
+        " JOIN body b ON b.id = s.body_id WHERE s.run_id = %s ORDER BY s.slice_id",
+        (run_id,),
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["slice_id", "body", "cofog_code", "method"])
+
+
+def run_product(conn: Connection, run_id: int, atom_ids: list[int] | None = None) -> pd.DataFrame:
+    """atom_id, slice_id, amount_pence of a run (optionally of some atoms only)."""
+    rows = conn.execute(
+        "SELECT atom_id, slice_id, amount_pence FROM atom_allocation WHERE run_id = %s"
+        " AND (%s::int[] IS NULL OR atom_id = ANY(%s::int[])) ORDER BY atom_id, slice_id",
+        (run_id, atom_ids, atom_ids),
+    ).fetchall()
+    frame = pd.DataFrame(rows, columns=["atom_id", "slice_id", "amount_pence"])
+    return frame.astype({"atom_id": np.int64, "slice_id": np.int64, "amount_pence": np.int64})
+
+
+def stored_bytes(conn: Connection, run_id: int) -> dict[str, int]:
+    """Bytes a run's rows take in each table (heap, estimated per row) and in total."""
+    out: dict[str, int] = {}
+    for table in ("run_line", "run_slice", "atom_allocation", "target_allocation",
+                  "collection_feature"):
+        row = conn.execute(
+            f"SELECT coalesce(sum(pg_column_size(t.*)), 0)::bigint AS b FROM {table} t"  # noqa: S608
+            " WHERE run_id = %s",
+            (run_id,),
+        ).fetchone()
+        out[table] = int(row["b"])
+    out["total"] = sum(out.values())
+    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from placespend.errors import DuplicateUpload
+from domain.errors import DuplicateUpload
 from store.db import Connection
 
 

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from placespend.load import load_embedded
-from placespend.runs import RunRequest, RunResult, apportion
+from placespend.runs import RunRequest, RunResult, make_run, publish
 from placespend.settings import Settings
 from store import cluster
 from store.db import Connection, connect
@@ -45,7 +45,9 @@ def db_url() -> str:
 def demo(db_url: str) -> RunResult:
     with connect(db_url) as conn:
         load_embedded(conn)
-        return apportion(conn, RunRequest())
+        result = make_run(conn, RunRequest())
+        publish(conn, result.run_id)
+        return result
 
 
 @pytest.fixture()

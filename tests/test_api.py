@@ -6,14 +6,17 @@ Values, not only status codes: the pence served must add back to the Revenue Out
 
 from __future__ import annotations
 
+import io
 import re
 
+import pandas as pd
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from shapely.geometry import shape
 
 from api.app import create_app
+from domain.version import ALGORITHM_VERSION
 from placespend.runs import RunResult
 from placespend.settings import Settings
 
@@ -279,12 +282,40 @@ def test_runs(client: TestClient, demo: RunResult) -> None:
     assert run["conservation"]["total_pence"] == ALL_PENCE
     assert run["conservation"]["allocated_pence"] == ALL_PENCE
     assert run["conservation"]["unallocated_pence"] == 0
-    assert sum(o["amount_pence"] for o in run["conservation"]["lines"]) == ALL_PENCE
-    assert set(run["collections"]) == {HACKNEY, LONDON}
+    assert run["conservation"]["lines"] == 26
+    assert run["algorithm_version"] == ALGORITHM_VERSION
+    assert {c["id"] for c in run["collections"]} == {HACKNEY, LONDON}
+    assert all(c["public"] for c in run["collections"])
     assert run["params"]["financial_year"] == "2014-15"
-    targets = {t["target_set"]: t for t in run["conservation"]["targets"]}
+    targets = {c["target_set"]: c for c in run["collections"]}
     assert targets["london-wards-2014"]["allocated_pence"] == ALL_PENCE
-    assert any(lk["href"] == f"http://testserver/collections/{HACKNEY}" for lk in run["links"])
+    assert targets["london-wards-2014"]["outside_pence"] == 0
+    assert (targets["hackney-wards-2014"]["allocated_pence"]
+            + targets["hackney-wards-2014"]["outside_pence"]) == ALL_PENCE
+    assert any(lk["href"] == f"http://testserver/collections/{HACKNEY}?run={demo.run_id}"
+               for lk in run["links"])
+
+    # The conservation report: paged, and whole as CSV; every line adds back.
+    page = client.get(f"/runs/{demo.run_id}/lines?limit=10").json()
+    assert page["numberMatched"] == 26 and page["numberReturned"] == 10
+    assert any(lk["rel"] == "next" for lk in page["links"])
+    rest = client.get(f"/runs/{demo.run_id}/lines?limit=10&offset=10").json()["lines"]
+    rest += client.get(f"/runs/{demo.run_id}/lines?limit=10&offset=20").json()["lines"]
+    every = page["lines"] + rest
+    assert len({r["line_id"] for r in every}) == 26
+    assert sum(r["amount_pence"] for r in every) == ALL_PENCE
+    assert all(r["allocated_pence"] == r["amount_pence"] for r in every)
+    csv = client.get(f"/runs/{demo.run_id}/lines.csv")
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    frame = pd.read_csv(io.StringIO(csv.text))
+    assert len(frame) == 26 and int(frame["allocated_pence"].sum()) == ALL_PENCE
+
+    # One line's spread, derived on request, adds back to the penny.
+    biggest = max(every, key=lambda r: r["amount_pence"])
+    one = client.get(biggest["href"]).json()
+    assert sum(a["amount_pence"] for a in one["atoms"]) == biggest["amount_pence"]
+    assert sum(one["by_cut_unit"].values()) == biggest["amount_pence"]
+    _assert_error(client.get(f"/runs/{demo.run_id}/lines/999999999"), 404)
     _assert_error(client.get("/runs/999999"), 404)
     _assert_error(client.get("/runs/abc"), 400)
 

@@ -61,5 +61,6 @@ def test_run_again_reports_the_same_run(
     monkeypatch.setenv("DATABASE_URL", db_url)
     assert main(["run", "--report"]) == 0
     err = capsys.readouterr().err
-    assert "already published (same inputs)" in err
+    assert "already computed (same inputs)" in err
+    assert "not published: the public collections are unchanged" in err
     assert "total 523,055,700,000p = allocated 523,055,700,000p + unallocated 0p" in err

@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from placespend.errors import SetupError
+from domain.errors import SetupError
 from store import cluster as pgc
 
 

@@ -9,60 +9,67 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import box
 
-from allocation.apportion import apportion_lines, atom_proxy_values, choose_proxies
-from allocation.conservation import ConservationReport
-from allocation.crosswalk import target_values, to_targets
-from allocation.summary import feature_properties
+from allocation import pipeline
+from allocation.apportion import choose_proxies, line_spread
+from allocation.crosswalk import target_values
 from geo.atoms import build_atoms
 from geo.crosswalk import build_crosswalk, nested_crosswalk
 from tests import world
+from tests.reference import reference
 
 
-def _run(zones, wards, areas: dict[str, gpd.GeoDataFrame], proxy_values, lines):
-    atoms = build_atoms(zones, wards)
-    membership = pd.concat(
+def _membership(atoms: gpd.GeoDataFrame, areas: dict[str, gpd.GeoDataFrame],
+                cut_set: str) -> pd.DataFrame:
+    return pd.concat(
         [
-            (nested_crosswalk(atoms) if slug == "fx-wards" else build_crosswalk(atoms, frame))
+            (nested_crosswalk(atoms) if slug == cut_set else build_crosswalk(atoms, frame))
             .assign(set=slug)
             .rename(columns={"target_code": "code"})
             for slug, frame in areas.items()
         ],
         ignore_index=True,
     )
-    proxies = atom_proxy_values(atoms, proxy_values)
-    result = apportion_lines(lines, atoms, proxies, membership, cut_set="fx-wards")
-    target, outside = to_targets(result.allocations, nested_crosswalk(atoms))
-    return atoms, proxies, result, target, outside
+
+
+def _world_inputs(lines: pd.DataFrame = world.LINES) -> tuple[pipeline.Inputs, gpd.GeoDataFrame]:
+    atoms = build_atoms(world.zones(), world.wards())
+    areas = {"fx-borough": world.borough(), "fx-wards": world.wards()}
+    inputs = pipeline.Inputs(lines, atoms, world.PROXY_VALUES,
+                             _membership(atoms, areas, "fx-wards"), "fx-wards")
+    return inputs, atoms
+
+
+def _spreads_by_ward(inputs: pipeline.Inputs, run: pipeline.Run, atoms) -> dict:
+    ward_of = dict(zip(atoms["atom_id"], atoms["cut_code"], strict=True))
+    names = dict(zip(inputs.lines["line_id"], inputs.lines["line"], strict=True))
+    out: dict[tuple[str, str], int] = {}
+    for line_id in inputs.lines["line_id"]:
+        spread = line_spread(inputs.lines, inputs.atoms, run.proxies, inputs.membership,
+                             cut_set=inputs.cut_set, line_id=int(line_id))
+        for r in spread.itertuples():
+            key = (names[line_id], ward_of[r.atom_id])
+            out[key] = out.get(key, 0) + int(r.amount_pence)
+    return out
 
 
 def test_hand_computed_world_to_the_penny() -> None:
-    areas = {"fx-borough": world.borough(), "fx-wards": world.wards()}
-    atoms, proxies, result, target, outside = _run(
-        world.zones(), world.wards(), areas, world.PROXY_VALUES, world.LINES
-    )
+    inputs, atoms = _world_inputs()
+    run = pipeline.compute(inputs)
     assert len(atoms) == 3  # Z1|W1, Z2|W1, Z2|W2; no gaps
-    assert outside == 0
-    by_ward = target.groupby("target_code")["amount_pence"].sum().to_dict()
+    pub = pipeline.publish(run, "fx-wards", nested_crosswalk(atoms), world.wards(), ["council"])
+    assert pub.outside_pence == 0
+    by_ward = pub.target_alloc.groupby("target_code")["amount_pence"].sum().to_dict()
     assert by_ward == world.EXPECTED_WARD_PENCE
-    names = dict(zip(world.LINES["line_id"], world.LINES["line"], strict=True))
-    by_line = {
-        (names[r.line_id], r.target_code): int(r.amount_pence)
-        for r in target.groupby(["line_id", "target_code"], as_index=False)["amount_pence"]
-        .sum()
-        .itertuples()
-    }
-    assert by_line == world.EXPECTED_WARD_PENCE_BY_LINE
-    methods = {o.line: o.method for o in result.outcomes}
-    assert methods == {"A": "proxy", "B": "proxy", "C": "proxy", "D": "area", "E": "direct"}
-    report = ConservationReport(result.outcomes)
-    report.check()
-    assert report.unallocated_pence == 0
+    assert _spreads_by_ward(inputs, run, atoms) == world.EXPECTED_WARD_PENCE_BY_LINE
+    outcomes = run.report.lines.set_index("line")
+    assert outcomes["method"].to_dict() == {
+        "A": "proxy", "B": "proxy", "C": "proxy", "D": "area", "E": "direct"}
+    assert run.report.unallocated_pence == 0
+    assert run.report.total_pence == 100_034
 
-    population = target_values(proxies[["residents-all"]], nested_crosswalk(atoms))
+    population = target_values(run.proxies[["residents-all"]], nested_crosswalk(atoms))
     assert population["residents-all"].round(9).to_dict() == {"W1": 350.0, "W2": 50.0}
-    props = feature_properties(
-        target, world.LINES, world.wards(), population["residents-all"], ["council"]
-    ).set_index("code")
+    props = pub.features.set_index("code")
     assert props.loc["W1", "total_pence"] == 87_251
     assert props.loc["W1", "total"] == 872.51
     assert props.loc["W1", "per_head"] == round(872.51 / 350, 2)
@@ -70,6 +77,24 @@ def test_hand_computed_world_to_the_penny() -> None:
     assert props.loc["W2", "share_direct"] == round(700 / 12_783, 6)
     assert props.loc["W1", "share_area"] == round(250 / 87_251, 6)
     assert props.loc["W1", "body_council"] == 872.51
+
+
+def test_lines_of_one_key_are_summed_once_and_each_still_adds_back() -> None:
+    # Three lines for the same area, proxy, body and function: one key, split once.
+    lines = pd.concat([world.LINES.iloc[[0]]] * 3, ignore_index=True).assign(
+        line_id=[1, 2, 3], amount_pence=[1, 1, 1])
+    inputs, atoms = _world_inputs(lines)
+    run = pipeline.compute(inputs)
+    product = run.apportionment.product
+    assert int(product["amount_pence"].sum()) == 3
+    total = {}
+    for line_id in (1, 2, 3):
+        spread = line_spread(lines, atoms, run.proxies, inputs.membership, cut_set="fx-wards",
+                             line_id=line_id)
+        assert int(spread["amount_pence"].sum()) == 1
+        for r in spread.itertuples():
+            total[r.atom_id] = total.get(r.atom_id, 0) + r.amount_pence
+    assert total == dict(zip(product["atom_id"], product["amount_pence"], strict=True))
 
 
 def test_choose_proxies_uses_the_star_row_for_unnamed_lines() -> None:
@@ -90,59 +115,125 @@ def test_gap_atoms_cover_what_no_zone_covers() -> None:
 
 def test_a_line_over_an_area_with_no_atoms_is_reported_not_lost() -> None:
     lines = world.LINES.iloc[[0]].assign(area_code="NOWHERE")
-    areas = {"fx-borough": world.borough()}
-    _, _, result, target, _ = _run(world.zones(), world.wards(), areas, world.PROXY_VALUES, lines)
-    assert target.empty
-    (outcome,) = result.outcomes
-    assert outcome.allocated_pence == 0 and outcome.unallocated_pence == 100_000
+    inputs, _ = _world_inputs(lines)
+    run = pipeline.compute(inputs)
+    assert run.apportionment.product.empty
+    (outcome,) = run.report.lines.itertuples()
+    assert outcome.allocated_pence == 0 and outcome.amount_pence == 100_000
     assert "has no atoms" in outcome.reason
-    ConservationReport(result.outcomes).check()
+    assert run.report.unallocated_pence == 100_000
+
+
+# ---- random layouts: straddling areas, pieces outside, signed amounts, many keys -------------
+
+SIZE = 1000.0
+
+
+def _frame(rects: list[tuple[float, float, float, float]], prefix: str) -> gpd.GeoDataFrame:
+    codes = [f"{prefix}{i}" for i in range(len(rects))]
+    geoms = [box(world.X0 + x1, world.Y0 + y1, world.X0 + x2, world.Y0 + y2)
+             for x1, y1, x2, y2 in rects]
+    return gpd.GeoDataFrame({"code": codes, "name": codes, "parent_code": None},
+                            geometry=geoms, crs=27700)
+
+
+def _grid(draw, prefix: str, extent: tuple[float, float, float, float]) -> gpd.GeoDataFrame:
+    x0, y0, x1, y1 = extent
+
+    def cuts(lo: float, hi: float) -> list[float]:
+        inner = draw(st.lists(st.integers(int(lo) + 1, int(hi) - 1), max_size=3, unique=True))
+        return [lo, *sorted(float(v) for v in inner), hi]
+
+    xs, ys = cuts(x0, x1), cuts(y0, y1)
+    return _frame([(a, c, b, d) for a, b in zip(xs[:-1], xs[1:], strict=True)
+                   for c, d in zip(ys[:-1], ys[1:], strict=True)], prefix)
 
 
 @st.composite
 def layouts(draw):
-    """Random rectangles: zones on one grid, wards on another, over the same 1 km square."""
-    def cuts(label: str) -> list[float]:
-        inner = draw(st.lists(st.integers(1, 999), min_size=0, max_size=4, unique=True))
-        return [0.0, *sorted(float(v) for v in inner), 1000.0]
+    """Zones tile the square; wards tile only part of it (zone pieces outside every ward);
+    agency areas and target neighbourhoods are free rectangles that straddle both, may overlap
+    the edge of the wards and may lie partly outside everything."""
+    zones = _grid(draw, "Z", (0.0, 0.0, SIZE, SIZE))
+    wx = float(draw(st.integers(400, 1000)))
+    wy = float(draw(st.integers(400, 1000)))
+    wards = _grid(draw, "W", (0.0, 0.0, wx, wy))
 
-    zx, zy, wx, wy = cuts("zx"), cuts("zy"), cuts("wx"), cuts("wy")
+    def rect() -> tuple[float, float, float, float]:
+        x1, x2 = sorted(draw(st.lists(st.integers(-100, 1100), min_size=2, max_size=2,
+                                      unique=True)))
+        y1, y2 = sorted(draw(st.lists(st.integers(-100, 1100), min_size=2, max_size=2,
+                                      unique=True)))
+        return (float(x1), float(y1), float(x2), float(y2))
 
-    def grid(xs, ys, prefix):
-        cells = [
-            box(world.X0 + x1, world.Y0 + y1, world.X0 + x2, world.Y0 + y2)
-            for x1, x2 in zip(xs[:-1], xs[1:], strict=True)
-            for y1, y2 in zip(ys[:-1], ys[1:], strict=True)
-        ]
-        codes = [f"{prefix}{i}" for i in range(len(cells))]
-        return gpd.GeoDataFrame({"code": codes, "name": codes, "parent_code": None},
-                                geometry=cells, crs=27700)
-
-    zones, wards = grid(zx, zy, "Z"), grid(wx, wy, "W")
+    agencies = _frame([rect() for _ in range(draw(st.integers(1, 3)))], "A")
+    hoods = _frame([rect() for _ in range(draw(st.integers(1, 3)))], "N")
     pops = draw(st.lists(st.integers(0, 5000), min_size=len(zones), max_size=len(zones)))
-    amounts = draw(st.lists(st.integers(-(10**12), 10**12), min_size=1, max_size=6))
-    return zones, wards, pops, amounts
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(layouts())
-def test_random_layouts_conserve_every_penny(layout) -> None:
-    zones, wards, pops, amounts = layout
-    region = gpd.GeoDataFrame({"code": ["R"], "name": ["R"], "parent_code": [None]},
-                              geometry=[box(world.X0, world.Y0, world.X0 + 1000,
-                                            world.Y0 + 1000)], crs=27700)
-    values = pd.DataFrame({"proxy": "residents-all", "unit_code": zones["code"],
-                           "value": np.array(pops, dtype=float)})
+    kids = [draw(st.integers(0, p)) for p in pops]
+    areas = [("fx-agency", c) for c in agencies["code"]] + [("fx-wards", c) for c in
+                                                           wards["code"]]
+    n_lines = draw(st.integers(1, 12))
     lines = pd.DataFrame({
-        "line_id": range(1, len(amounts) + 1), "body": "b", "line": "x", "cofog_code": "01",
-        "amount_pence": amounts, "area_set": "fx-region", "area_code": "R",
-        "proxy": "residents-all",
+        "line_id": draw(st.lists(st.integers(1, 10_000), min_size=n_lines, max_size=n_lines,
+                                 unique=True)),
+        "body": draw(st.lists(st.sampled_from(["b1", "b2"]), min_size=n_lines,
+                              max_size=n_lines)),
+        "line": "x",
+        "cofog_code": draw(st.lists(st.sampled_from(["01", "09.1"]), min_size=n_lines,
+                                    max_size=n_lines)),
+        "amount_pence": draw(st.lists(st.integers(-(10**12), 10**12), min_size=n_lines,
+                                      max_size=n_lines)),
+        "proxy": draw(st.lists(st.sampled_from(["residents-all", "residents-0-15"]),
+                               min_size=n_lines, max_size=n_lines)),
     })
-    _, _, result, target, outside = _run(zones, wards, {"fx-region": region}, values, lines)
-    assert outside == 0
-    assert int(target["amount_pence"].sum()) == sum(amounts)
-    per_line = target.groupby("line_id")["amount_pence"].sum()
-    for line_id, amount in zip(lines["line_id"], amounts, strict=True):
-        assert int(per_line.get(line_id, 0)) == amount
-    expected = "proxy" if sum(pops) > 0 else "area"
-    assert {o.method for o in result.outcomes if o.amount_pence} <= {expected}
+    picked = draw(st.lists(st.sampled_from(areas), min_size=n_lines, max_size=n_lines))
+    lines["area_set"] = [a for a, _ in picked]
+    lines["area_code"] = [c for _, c in picked]
+    values = pd.concat([
+        pd.DataFrame({"proxy": "residents-all", "unit_code": zones["code"],
+                      "value": np.array(pops, dtype=float)}),
+        pd.DataFrame({"proxy": "residents-0-15", "unit_code": zones["code"],
+                      "value": np.array(kids, dtype=float)}),
+    ], ignore_index=True)
+    return zones, wards, agencies, hoods, values, lines
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layouts())
+def test_random_layouts_conserve_every_penny_and_match_the_reference(layout) -> None:
+    zones, wards, agencies, hoods, values, lines = layout
+    atoms = build_atoms(zones, wards)
+    membership = _membership(atoms, {"fx-agency": agencies, "fx-wards": wards}, "fx-wards")
+    inputs = pipeline.Inputs(lines, atoms, values, membership, "fx-wards")
+    run = pipeline.compute(inputs)
+    a = run.apportionment
+
+    # The vectorised pass equals the plain per-line reference, to the penny.
+    want, outcomes, spreads = reference(lines, atoms, values, membership, "fx-wards")
+    got = a.product.merge(a.slices, on="slice_id")
+    got = {(int(r.atom_id), r.body, r.cofog_code, r.method): int(r.amount_pence)
+           for r in got.itertuples()}
+    assert got == want
+    report = run.report.lines.set_index("line_id")
+    for line_id, o in outcomes.items():
+        assert report.loc[line_id, "allocated_pence"] == o["allocated"]
+        method = report.loc[line_id, "method"]
+        assert (None if pd.isna(method) else method) == o["method"]
+
+    # Every line adds back exactly, or says why not.
+    short = report[report["allocated_pence"] != report["amount_pence"]]
+    assert short["reason"].notna().all()
+    for line_id, row in report.iterrows():
+        spread = line_spread(lines, atoms, run.proxies, membership, cut_set="fx-wards",
+                             line_id=int(line_id))
+        assert int(spread["amount_pence"].sum()) == row["allocated_pence"]
+        assert dict(zip(spread["atom_id"], spread["amount_pence"], strict=True)) == spreads.get(
+            line_id, {})
+
+    # Any target set: inside + outside = allocated.
+    for slug, units, xw in (("fx-wards", wards, nested_crosswalk(atoms)),
+                            ("fx-hoods", hoods, build_crosswalk(atoms, hoods))):
+        pub = pipeline.publish(run, slug, xw, units, ["b1", "b2"])
+        inside = int(pub.target_alloc["amount_pence"].sum())
+        assert inside + pub.outside_pence == run.report.allocated_pence
+        assert int(pub.features["total_pence"].sum()) == inside

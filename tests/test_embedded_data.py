@@ -20,7 +20,7 @@ from boundaries.readers import (
     read_rs_cofog_mapping,
     read_spend,
 )
-from placespend.errors import InputError
+from domain.errors import InputError
 
 SERVICE_LINES = [
     "Education services",

@@ -8,10 +8,12 @@ import pandas as pd
 import psycopg
 import pytest
 
-from placespend.errors import DuplicateUpload, InputError
-from placespend.runs import RunRequest, apportion
+from domain.errors import DuplicateUpload, InputError, NotFound
+from placespend import runs as runs_module
+from placespend.runs import RunRequest, line_spread, make_run, publish
 from store import boundaries as sb
 from store import features, reference, spend
+from store import runs as store_runs
 from store.db import connect
 from tests import world
 
@@ -52,10 +54,16 @@ def world_db(fresh_db: str, tmp_path: Path) -> tuple[str, RunRequest]:
     return fresh_db, request
 
 
+def _run_and_publish(conn, request) -> int:
+    result = make_run(conn, request)
+    publish(conn, result.run_id)
+    return result.run_id
+
+
 def test_world_run_gives_the_hand_computed_pence(world_db) -> None:
     url, request = world_db
     with connect(url) as conn:
-        result = apportion(conn, request)
+        result = make_run(conn, request)
         assert result.created
         assert result.collections == ("fx-wards-spend-2014-15",)
         rows = conn.execute(
@@ -64,13 +72,25 @@ def test_world_run_gives_the_hand_computed_pence(world_db) -> None:
         ).fetchall()
         assert {r["target_code"]: r["p"] for r in rows} == world.EXPECTED_WARD_PENCE
         atoms_total = conn.execute(
-            "SELECT sum(amount_pence)::bigint AS p FROM allocation WHERE run_id = %s",
+            "SELECT sum(amount_pence)::bigint AS p FROM atom_allocation WHERE run_id = %s",
             (result.run_id,)).fetchone()["p"]
         assert atoms_total == 100_034
+        lines = store_runs.run_lines(conn, result.run_id)
+        by_line = {}
+        for r in lines.itertuples():
+            spread = line_spread(conn, result.run_id, int(r.line_id))
+            assert int(spread["amount_pence"].sum()) == r.amount_pence
+            for s in spread.itertuples():
+                by_line[(r.line, s.cut_code)] = by_line.get((r.line, s.cut_code), 0) + int(
+                    s.amount_pence)
+        assert by_line == world.EXPECTED_WARD_PENCE_BY_LINE
+        with pytest.raises(NotFound):  # made, not public yet
+            features.items(conn, "fx-wards-spend-2014-15")
+        publish(conn, result.run_id)
         page = features.items(conn, "fx-wards-spend-2014-15")
     assert result.conservation["total_pence"] == 100_034
     assert result.conservation["unallocated_pence"] == 0
-    methods = {o["line"]: o["method"] for o in result.conservation["lines"]}
+    methods = dict(zip(lines["line"], lines["method"], strict=True))
     assert methods == {"A": "proxy", "B": "proxy", "C": "proxy", "D": "area", "E": "direct"}
     assert page.number_matched == 2
     assert '"total_pence": 87251.0' in page.features_json.replace(":87251", ": 87251")
@@ -79,31 +99,68 @@ def test_world_run_gives_the_hand_computed_pence(world_db) -> None:
 def test_same_inputs_give_back_the_same_run(world_db) -> None:
     url, request = world_db
     with connect(url) as conn:
-        first = apportion(conn, request)
-        again = apportion(conn, request)
+        first = make_run(conn, request)
+        again = make_run(conn, request)
     assert not again.created and again.run_id == first.run_id
 
 
-def test_asking_again_for_earlier_inputs_serves_that_run_again(world_db, tmp_path) -> None:
+def test_a_new_target_set_is_a_publication_of_the_same_run(world_db) -> None:
+    url, request = world_db
+    with connect(url) as conn:
+        first = make_run(conn, request)
+        both = make_run(conn, RunRequest(**{**request.__dict__,
+                                            "target_sets": ("fx-wards", "fx-borough")}))
+        assert not both.created and both.run_id == first.run_id
+        assert both.collections == ("fx-wards-spend-2014-15", "fx-borough-spend-2014-15")
+        borough = conn.execute(
+            "SELECT sum(amount_pence)::bigint AS p FROM target_allocation"
+            " WHERE run_id = %s AND target_set_id = %s",
+            (first.run_id, sb.set_id(conn, "fx-borough"))).fetchone()["p"]
+    assert borough == 100_034
+
+
+def test_a_new_algorithm_version_makes_a_new_run(world_db, monkeypatch) -> None:
+    url, request = world_db
+    with connect(url) as conn:
+        first = make_run(conn, request)
+        monkeypatch.setattr(runs_module, "ALGORITHM_VERSION", "test-next")
+        second = make_run(conn, request)
+        assert second.created and second.run_id != first.run_id
+        version = conn.execute("SELECT algorithm_version FROM run WHERE id = %s",
+                               (second.run_id,)).fetchone()["algorithm_version"]
+    assert version == "test-next"
+
+
+def test_a_what_if_run_changes_no_public_collection_until_published(world_db, tmp_path) -> None:
     url, request = world_db
     other = tmp_path / "other.csv"
     other.write_text("line,proxy,rationale\n*,residents-all,everyone\n")
+    cid = "fx-wards-spend-2014-15"
     with connect(url) as conn:
-        default = apportion(conn, request).run_id
-        custom = apportion(conn, RunRequest(**{**request.__dict__, "proxy_table": other}))
+        default = _run_and_publish(conn, request)
+        before = features.items(conn, cid).features_json
+        before_meta = features.get_collection(conn, cid)
+        custom = make_run(conn, RunRequest(**{**request.__dict__, "proxy_table": other}))
         assert custom.created and custom.run_id != default
-        assert features.collection_run(conn, "fx-wards-spend-2014-15") == custom.run_id
-        back = apportion(conn, request)
-        assert not back.created and back.run_id == default
-        assert features.collection_run(conn, "fx-wards-spend-2014-15") == default
+        assert features.items(conn, cid).features_json == before
+        assert features.get_collection(conn, cid) == before_meta
+        assert features.collection_run(conn, cid) == default
+        pinned = features.items(conn, cid, run_id=custom.run_id).features_json
+        assert pinned != before
+        publish(conn, custom.run_id)
+        assert features.collection_run(conn, cid) == custom.run_id
+        assert features.items(conn, cid).features_json == pinned
+        publish(conn, default)
+        assert features.items(conn, cid).features_json == before
 
 
 def test_published_results_refuse_changes(world_db) -> None:
     url, request = world_db
     with connect(url) as conn:
-        run_id = apportion(conn, request).run_id
+        run_id = _run_and_publish(conn, request)
     for sql in (
-        "UPDATE allocation SET amount_pence = amount_pence + 1 WHERE run_id = %s",
+        "UPDATE atom_allocation SET amount_pence = amount_pence + 1 WHERE run_id = %s",
+        "DELETE FROM run_line WHERE run_id = %s",
         "DELETE FROM target_allocation WHERE run_id = %s",
         "UPDATE run SET financial_year = '1999-00' WHERE id = %s",
         "DELETE FROM collection_feature WHERE run_id = %s",
@@ -118,7 +175,7 @@ def test_unknown_proxy_in_table_is_a_clear_error(world_db, tmp_path: Path) -> No
     bad = tmp_path / "bad.csv"
     bad.write_text("line,proxy,rationale\n*,pupils-ks4,none\n")
     with connect(url) as conn, pytest.raises(InputError, match="pupils-ks4") as err:
-        apportion(conn, RunRequest(**{**request.__dict__, "proxy_table": bad}))
+        make_run(conn, RunRequest(**{**request.__dict__, "proxy_table": bad}))
     assert "change the proxy table" in err.value.fix
     with connect(url) as conn:
         assert conn.execute("SELECT count(*) AS n FROM run").fetchone()["n"] == 0
@@ -127,7 +184,7 @@ def test_unknown_proxy_in_table_is_a_clear_error(world_db, tmp_path: Path) -> No
 def test_year_without_lines_is_a_clear_error(world_db) -> None:
     url, request = world_db
     with connect(url) as conn, pytest.raises(InputError, match="no spend lines"):
-        apportion(conn, RunRequest(**{**request.__dict__, "financial_year": "2099-00"}))
+        make_run(conn, RunRequest(**{**request.__dict__, "financial_year": "2099-00"}))
 
 
 def test_the_same_spend_file_twice_is_refused(world_db) -> None:

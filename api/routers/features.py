@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import ConnDep, SettingsDep
 from api.http import base_url, cached, etag, json_response, link, not_modified
-from placespend.errors import BadRequest, NotFound, SetupError
+from domain.errors import BadRequest, NotFound, SetupError
 from store import features as store
 from store.db import pooled
 
@@ -46,8 +46,14 @@ JSON = "application/json"
 JSON_SCHEMA = "application/schema+json"
 REL_SCHEMA = "http://www.opengis.net/def/rel/ogc/1.0/schema"
 #: Query parameters /items understands; anything else is refused (OGC: unknown -> 400).
-ITEMS_PARAMS = frozenset({"limit", "offset", "bbox", "bbox-crs", "crs", "datetime", "f"})
-FEATURE_PARAMS = frozenset({"crs", "f"})
+ITEMS_PARAMS = frozenset({"limit", "offset", "bbox", "bbox-crs", "crs", "datetime", "f", "run"})
+FEATURE_PARAMS = frozenset({"crs", "f", "run"})
+#: ``?run=N`` pins the figures to one run, so a figure cited in a report can be fetched again.
+RunPin = Annotated[int | None, Query(
+    ge=1, le=2**31 - 1,
+    description="Serve the figures of this run (default: the run the collection serves "
+                "now). Every run stays addressable, published or not; see /runs.",
+)]
 #: Licence names in boundary sets -> the licence text on the web, for ``license`` links.
 _LICENCE_URLS = {
     "Open Government Licence v3.0": (
@@ -204,9 +210,13 @@ def conformance() -> JSONResponse:
     return json_response({"conformsTo": CONFORMANCE})
 
 
-def _collection(base: str, row: dict[str, Any]) -> dict[str, Any]:
-    """One collection's metadata, from a :func:`store.features.get_collection` row."""
+def _collection(base: str, row: dict[str, Any], pinned: bool = False) -> dict[str, Any]:
+    """One collection's metadata, from a :func:`store.features.get_collection` row.
+
+    With ``pinned`` every link carries ``?run=N`` (the figures of that run, not the current).
+    """
     cid = row["id"]
+    pin = f"?run={row['run_id']}" if pinned else ""
     extent: dict[str, Any] = {}
     if row["bbox"] and all(v is not None for v in row["bbox"]):
         extent["spatial"] = {"bbox": [[float(v) for v in row["bbox"]]], "crs": CRS84}
@@ -217,13 +227,16 @@ def _collection(base: str, row: dict[str, Any]) -> dict[str, Any]:
             "trs": "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian",
         }
     links = [
-        link(f"{base}/collections/{cid}", "self", JSON, "This collection"),
-        link(f"{base}/collections/{cid}/items", "items", GEOJSON, "Features as GeoJSON"),
-        link(f"{base}/collections/{cid}/schema", REL_SCHEMA, JSON_SCHEMA,
+        link(f"{base}/collections/{cid}{pin}", "self", JSON, "This collection"),
+        link(f"{base}/collections/{cid}/items{pin}", "items", GEOJSON, "Features as GeoJSON"),
+        link(f"{base}/collections/{cid}/schema{pin}", REL_SCHEMA, JSON_SCHEMA,
               "Feature properties and their types (JSON Schema)"),
         link(f"{base}/runs/{row['run_id']}", "related", JSON,
               "The run that produced these figures, with its conservation report"),
     ]
+    if not pinned:
+        links.append(link(f"{base}/collections/{cid}?run={row['run_id']}", "related",
+                          JSON, "These figures, pinned to their run (a citable address)"))
     licence_url = _LICENCE_URLS.get(row["licence"])
     if licence_url:
         links.append(link(licence_url, "license", "text/html", row["licence"]))
@@ -255,9 +268,12 @@ def collections(request: Request, conn: ConnDep) -> JSONResponse:
 
 
 @router.get("/collections/{collectionId}", summary="One collection")
-def collection(request: Request, conn: ConnDep, collectionId: str) -> JSONResponse:  # noqa: N803
-    """One collection's metadata; 404 if there is no such id."""
-    return json_response(_collection(base_url(request), store.get_collection(conn, collectionId)))
+def collection(
+    request: Request, conn: ConnDep, collectionId: str, run: RunPin = None  # noqa: N803
+) -> JSONResponse:
+    """One collection's metadata (as served now, or of ``run``); 404 if there is none."""
+    row = store.get_collection(conn, collectionId, run)
+    return json_response(_collection(base_url(request), row, pinned=run is not None))
 
 
 @router.get(
@@ -267,13 +283,15 @@ def collection(request: Request, conn: ConnDep, collectionId: str) -> JSONRespon
     responses={200: {"content": {JSON_SCHEMA: {}}, "description": "A JSON Schema"},
                404: {"description": "No such collection"}},
 )
-def schema(request: Request, conn: ConnDep, collectionId: str) -> Response:  # noqa: N803
+def schema(
+    request: Request, conn: ConnDep, collectionId: str, run: RunPin = None  # noqa: N803
+) -> Response:
     """The properties of the collection's features with their JSON types, in order."""
-    run_id = store.collection_run(conn, collectionId)
+    run_id = store.collection_run(conn, collectionId, run)
     tag = etag(collectionId, run_id, "schema")
     if not_modified(request, tag):
         return cached(request, tag, "", JSON_SCHEMA)
-    meta = store.get_collection(conn, collectionId)
+    meta = store.get_collection(conn, collectionId, run_id)
     properties: dict[str, Any] = {
         "geometry": {"format": "geometry-multipolygon", "x-ogc-role": "primary-geometry"},
     }
@@ -347,6 +365,7 @@ def items(
         description="RFC 3339 instant or interval; features whose financial year it meets",
     )] = None,
     f: Annotated[str | None, Query(description="Format: json (the only one)")] = None,
+    run: RunPin = None,
 ) -> Response:
     """A page of features as a GeoJSON FeatureCollection, with ``next``/``prev`` links."""
     _check_known(request, ITEMS_PARAMS)
@@ -361,19 +380,20 @@ def items(
     def tag_for(run_id: int) -> str:
         return etag(collectionId, run_id, limit, offset, box, when)
 
-    run_id = store.collection_run(conn, collectionId)
+    run_id = store.collection_run(conn, collectionId, run)
     if not_modified(request, tag_for(run_id)):
         return cached(request, tag_for(run_id), "", GEOJSON)
 
     in_time = True
     if when is not None:
-        meta = store.get_collection(conn, collectionId)
+        meta = store.get_collection(conn, collectionId, run_id)
         year = financial_year_interval(meta["financial_year"])
         in_time = year is None or (
             (when[0] is None or when[0] <= year[1]) and (when[1] is None or when[1] >= year[0])
         )
     if in_time:
-        page = store.items(conn, collectionId, bbox=box, limit=limit, offset=offset)
+        page = store.items(conn, collectionId, bbox=box, limit=limit, offset=offset,
+                           run_id=run_id)
         features_json, matched, returned, run_id = (
             page.features_json, page.number_matched, page.number_returned, page.run_id
         )
@@ -420,15 +440,16 @@ def feature(
     featureId: str,  # noqa: N803
     crs: Annotated[str | None, Query(description=f"CRS of the response; only {CRS84}")] = None,
     f: Annotated[str | None, Query(description="Format: json (the only one)")] = None,
+    run: RunPin = None,
 ) -> Response:
     """One feature by its code (e.g. a ward's GSS code); 404 if the collection lacks it."""
     _check_known(request, FEATURE_PARAMS)
     _check_format(f)
     _check_crs(crs, "crs")
-    run_id = store.collection_run(conn, collectionId)
+    run_id = store.collection_run(conn, collectionId, run)
     if not_modified(request, etag(collectionId, run_id, featureId)):
         return cached(request, etag(collectionId, run_id, featureId), "", GEOJSON)
-    page = store.items(conn, collectionId, code=featureId, limit=1)
+    page = store.items(conn, collectionId, code=featureId, limit=1, run_id=run_id)
     if page.number_returned == 0:
         raise NotFound(
             f"collection {collectionId!r} has no feature {featureId!r}",

@@ -1,0 +1,110 @@
+"""The one pure pipeline: inputs in, the atom product and its conservation report out.
+
+The orchestrator (``placespend.runs``), the benchmarks and the tests all call these two steps,
+so there is one definition of how a figure is made:
+
+1. :func:`compute`: spread every line over the atoms (:func:`allocation.apportion.apportion`)
+   and account for every penny (:class:`allocation.conservation.ConservationReport`). This is
+   a *run*: it depends on the lines, the proxies, the atoms and the reporting areas only.
+2. :func:`publish`: sum a run's atom product into one target geography through its crosswalk
+   (:func:`allocation.crosswalk.to_targets`) and make the flat feature properties. This is a
+   *publication*: any number of them can be made from one run, at any time, without re-running.
+
+Geometry (atoms, crosswalks) is made beforehand by ``geo``; nothing here touches it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from allocation.apportion import Apportionment, apportion, atom_proxy_values
+from allocation.conservation import ConservationReport, TargetOutcome
+from allocation.crosswalk import target_values, to_targets
+from allocation.summary import feature_properties
+from domain.errors import ConservationError
+
+#: The proxy every population figure (``population``, ``per_head``) is taken from.
+RESIDENTS = "residents-all"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a run depends on, as plain tables.
+
+    ``lines``: line_id, body, line, cofog_code, amount_pence, area_set, area_code, proxy.
+    ``atoms``: atom_id, zone_code, zone_share, area_m2 (and cut_code).
+    ``proxy_values``: proxy, unit_code, value (on the small areas the atoms were cut from).
+    ``membership``: set, code, atom_id, weight (the atoms of every reporting area).
+    ``cut_set``: the boundary set the atoms were cut by (its lines are ``direct``).
+    """
+
+    lines: pd.DataFrame
+    atoms: pd.DataFrame
+    proxy_values: pd.DataFrame
+    membership: pd.DataFrame
+    cut_set: str
+
+
+@dataclass(frozen=True)
+class Run:
+    """A computed run: the atom product, the atoms' proxy values and the report."""
+
+    apportionment: Apportionment
+    proxies: pd.DataFrame  # indexed by atom_id, one column per proxy
+    report: ConservationReport
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A run seen through one target set."""
+
+    target_set: str
+    target_alloc: pd.DataFrame  # target_code, slice_id, amount_pence
+    outside_pence: int
+    features: pd.DataFrame  # code + flat properties, one row per target unit
+    outcome: TargetOutcome
+
+
+def compute(inputs: Inputs) -> Run:
+    """Apportion every line to atoms; the report accounts for every line's pence."""
+    proxies = atom_proxy_values(inputs.atoms, inputs.proxy_values)
+    result = apportion(
+        inputs.lines, inputs.atoms, proxies, inputs.membership, cut_set=inputs.cut_set
+    )
+    report = ConservationReport(result.outcomes)
+    report.check()
+    return Run(result, proxies, report)
+
+
+def publish(
+    run: Run, target_set: str, crosswalk: pd.DataFrame, units: pd.DataFrame, bodies: list[str]
+) -> Publication:
+    """Sum a run's atom product into ``target_set`` (units: code, name) through ``crosswalk``.
+
+    Needs only the product, its slices and the atoms' proxies, so a stored run can be published
+    to any boundary set later without re-running. Inside + outside always equals the product.
+    """
+    a = run.apportionment
+    target_alloc, outside = to_targets(a.product, crosswalk, n_slices=len(a.slices))
+    if RESIDENTS in run.proxies.columns:
+        population = target_values(run.proxies[[RESIDENTS]], crosswalk)[RESIDENTS]
+    else:
+        population = pd.Series(dtype=float)
+    features = feature_properties(target_alloc, a.slices, units, population, bodies)
+    inside = int(target_alloc["amount_pence"].sum())
+    held = int(a.product["amount_pence"].sum())
+    if inside + outside != held:
+        raise ConservationError(
+            f"target {target_set}: {inside}p inside + {outside}p outside != {held}p in the "
+            "atoms", "report this as a bug; nothing was published",
+        )
+    outcome = TargetOutcome(
+        target_set=target_set,
+        features=len(units),
+        allocated_pence=inside,
+        outside_pence=outside,
+        reason="allocated to atoms outside every unit of this set" if outside else None,
+    )
+    return Publication(target_set, target_alloc, outside, features, outcome)

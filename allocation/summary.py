@@ -107,3 +107,34 @@ def feature_properties(
         out[f"share_{method}"] = np.round(share, 6)
     out["per_head"] = out["per_head"].astype(object).where(out["per_head"].notna(), None)
     return out
+
+
+def budget(
+    target_alloc: pd.DataFrame, slices: pd.DataFrame, population: float
+) -> dict[str, object]:
+    """The budget of one area in exact pence: total, per head, by body, function and method.
+
+    ``target_alloc``: slice_id, amount_pence of the area (one target's rows of
+    :func:`allocation.crosswalk.to_targets`); ``slices``: slice_id, body, cofog_code, method;
+    ``population``: residents of the area (float). Pounds are derived from pence at the end.
+    """
+    rows = target_alloc.merge(slices, on="slice_id")
+    total = int(rows["amount_pence"].sum())
+
+    def pence_by(column: pd.Series) -> dict[str, int]:
+        summed = rows.groupby(column)["amount_pence"].sum()
+        return {str(k): int(v) for k, v in summed.items() if v}
+
+    by_method = pence_by(rows["method"])
+    return {
+        "total_pence": total,
+        "total": total / 100,
+        "population": round(float(population), 1),
+        "per_head": round(total / 100 / population, 2) if population > 0 else None,
+        "by_body_pence": pence_by(rows["body"]),
+        "by_function_pence": pence_by(rows["cofog_code"].str.slice(0, 2)),
+        "by_method_pence": by_method,
+        "method_shares": {
+            m: (round(by_method.get(m, 0) / total, 6) if total else 0.0) for m in SHARE_METHODS
+        },
+    }

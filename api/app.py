@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
-from api.routers import features, map_page, runs
+from api.routers import features, map_page, neighbourhoods, runs
 from placespend import __version__
 from placespend.settings import Settings
 from store.db import open_pool
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(features.router)
     app.include_router(runs.router)
+    app.include_router(neighbourhoods.router)
     app.include_router(map_page.router)
     map_page.mount_static(app)
     return app

@@ -50,13 +50,20 @@ def save_atoms(
     return int(aid)
 
 
-def read_atoms(conn: Connection, atom_set_id: int, *, geometry: bool = False) -> pd.DataFrame:
-    """Atoms of a set, ordered by atom_id; with ``geometry`` a GeoDataFrame (EPSG:27700)."""
+def read_atoms(
+    conn: Connection, atom_set_id: int, *, geometry: bool = False,
+    cut_codes: list[str] | None = None,
+) -> pd.DataFrame:
+    """Atoms of a set, ordered by atom_id; with ``geometry`` a GeoDataFrame (EPSG:27700).
+
+    ``cut_codes``: only the atoms of these cut units (e.g. the wards a drawn polygon touches).
+    """
     geom = ", ST_AsBinary(geom) AS wkb" if geometry else ""
     rows = conn.execute(
         "SELECT atom_id, zone_code, cut_code, zone_share, area_m2" + geom +
-        " FROM atom WHERE atom_set_id = %s ORDER BY atom_id",
-        (atom_set_id,),
+        " FROM atom WHERE atom_set_id = %s AND (%s::text[] IS NULL OR cut_code = ANY(%s::text[]))"
+        " ORDER BY atom_id",
+        (atom_set_id, cut_codes, cut_codes),
     ).fetchall()
     frame = pd.DataFrame(
         rows, columns=["atom_id", "zone_code", "cut_code", "zone_share", "area_m2"]
@@ -66,6 +73,13 @@ def read_atoms(conn: Connection, atom_set_id: int, *, geometry: bool = False) ->
         return frame
     geoms = gpd.GeoSeries.from_wkb([bytes(b) for b in frame.pop("wkb")], crs=27700)
     return gpd.GeoDataFrame(frame, geometry=geoms.to_numpy(), crs=27700)
+
+
+def drop_crosswalks(conn: Connection, target_set_id: int) -> int:
+    """Forget every crosswalk to a set whose units changed (they are rebuilt when needed)."""
+    return conn.execute(
+        "DELETE FROM crosswalk WHERE target_set_id = %s", (target_set_id,)
+    ).rowcount
 
 
 def find_crosswalk(conn: Connection, atom_set_id: int, target_set_id: int) -> int | None:

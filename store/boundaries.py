@@ -79,13 +79,20 @@ def save_boundary_set(conn: Connection, meta: BoundarySetMeta, frame: gpd.GeoDat
     return sid
 
 
-def read_boundaries(conn: Connection, slug: str) -> gpd.GeoDataFrame:
-    """All units of a set: code, name, parent_code, geometry (EPSG:27700), ordered by code."""
+def read_boundaries(conn: Connection, slug: str, near: bytes | None = None) -> gpd.GeoDataFrame:
+    """Units of a set: code, name, parent_code, geometry (EPSG:27700), ordered by code.
+
+    ``near``: WKB of a geometry in EPSG:27700; only the units that intersect it are read (found
+    through the GiST index).
+    """
     sid = set_id(conn, slug)
     rows = conn.execute(
         "SELECT code, name, parent_code, ST_AsBinary(geom) AS wkb FROM boundary"
-        " WHERE set_id = %s ORDER BY code",
-        (sid,),
+        " WHERE set_id = %(sid)s AND (%(near)s::bytea IS NULL OR ("
+        "   geom && ST_GeomFromWKB(%(near)s::bytea, 27700)"
+        "   AND ST_Intersects(geom, ST_GeomFromWKB(%(near)s::bytea, 27700))))"
+        " ORDER BY code",
+        {"sid": sid, "near": near},
     ).fetchall()
     geoms = shapely.from_wkb([bytes(r["wkb"]) for r in rows])
     return gpd.GeoDataFrame(
@@ -97,6 +104,25 @@ def read_boundaries(conn: Connection, slug: str) -> gpd.GeoDataFrame:
         geometry=geoms,
         crs=BNG,
     )
+
+
+def add_unit(conn: Connection, set_slug: str, code: str, name: str, geom: object) -> None:
+    """Add one unit to an existing set (a saved neighbourhood); the code must be new."""
+    sid = set_id(conn, set_slug)
+    wkb = ewkb_hex(np.array([geom], dtype=object))[0]
+    conn.execute(
+        "INSERT INTO boundary (set_id, code, name, parent_code, geom, area_m2)"
+        " VALUES (%s, %s, %s, NULL, %s::geometry, %s)",
+        (sid, code, name, wkb, float(shapely.area(geom))),
+    )
+
+
+def has_code(conn: Connection, set_slug: str, code: str) -> bool:
+    """Whether a set already has a unit with this code."""
+    return conn.execute(
+        "SELECT 1 FROM boundary b JOIN boundary_set s ON s.id = b.set_id"
+        " WHERE s.slug = %s AND b.code = %s", (set_slug, code)
+    ).fetchone() is not None
 
 
 def list_sets(conn: Connection) -> list[dict]:

@@ -73,11 +73,14 @@ def save_proxy(
     return pid
 
 
-def proxy_values(conn: Connection, unit_set_id: int) -> pd.DataFrame:
-    """All proxy values on a unit set: proxy (slug), unit_code, value."""
+def proxy_values(
+    conn: Connection, unit_set_id: int, codes: list[str] | None = None
+) -> pd.DataFrame:
+    """Proxy values on a unit set (only of ``codes`` if given): proxy (slug), unit_code, value."""
     rows = conn.execute(
         "SELECT p.slug AS proxy, v.unit_code, v.value FROM proxy p"
-        " JOIN proxy_value v ON v.proxy_id = p.id WHERE p.unit_set_id = %s",
-        (unit_set_id,),
+        " JOIN proxy_value v ON v.proxy_id = p.id WHERE p.unit_set_id = %s"
+        " AND (%s::text[] IS NULL OR v.unit_code = ANY(%s::text[]))",
+        (unit_set_id, codes, codes),
     ).fetchall()
     return pd.DataFrame(rows, columns=["proxy", "unit_code", "value"])

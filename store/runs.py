@@ -272,3 +272,10 @@ def stored_bytes(conn: Connection, run_id: int) -> dict[str, int]:
         out[table] = int(row["b"])
     out["total"] = sum(out.values())
     return out
+
+
+def set_is_published(conn: Connection, target_set_id: int) -> bool:
+    """Whether any run has been published through this boundary set."""
+    return conn.execute(
+        "SELECT 1 FROM collection WHERE target_set_id = %s LIMIT 1", (target_set_id,)
+    ).fetchone() is not None

@@ -1,0 +1,92 @@
+"""Neighbourhoods: the budget of any polygon, answered from a run's atoms, and saving one.
+
+Thin: the polygon is read and answered by :mod:`placespend.neighbourhoods`.
+The work is CPU and database work, so these are plain ``def`` endpoints (run in a thread pool,
+never blocking the event loop).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import JSONResponse
+
+from api.deps import ConnDep
+from api.http import base_url, json_response, link
+from placespend import neighbourhoods
+
+router = APIRouter(tags=["Neighbourhoods"])
+
+JSON = "application/json"
+_EXAMPLE = {
+    "type": "Feature",
+    "properties": {"name": "Dalston and De Beauvoir"},
+    "geometry": {"type": "Polygon", "coordinates": [[
+        [-0.085, 51.535], [-0.06, 51.535], [-0.06, 51.55], [-0.085, 51.55], [-0.085, 51.535],
+    ]]},
+}
+GeoJSONBody = Annotated[dict[str, Any], Body(
+    description="A GeoJSON Polygon or MultiPolygon, bare or as a Feature (lon/lat, EPSG:4326, "
+                "unless crs says otherwise)",
+    examples=[_EXAMPLE],
+)]
+CrsParam = Annotated[str | None, Query(
+    description="CRS of the coordinates: EPSG:4326 (default) or EPSG:27700",
+    examples=["EPSG:27700"],
+)]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body is not JSON"},
+    404: {"description": "No such run, or nothing published yet"},
+    422: {"description": "The polygon is wrong (body: code, cause, where, fix)"},
+}
+
+
+@router.post("/neighbourhoods/budget", summary="The budget of any polygon", responses=ERRORS)
+def neighbourhood_budget(
+    request: Request,
+    conn: ConnDep,
+    body: GeoJSONBody,
+    run: Annotated[int | None, Query(ge=1, le=2**31 - 1,
+                                     description="Run to answer from (default: current)")] = None,
+    crs: CrsParam = None,
+) -> JSONResponse:
+    """Total, population, per head, by body, by function and by method, in exact pence.
+
+    Atoms wholly inside count whole; an atom that straddles the edge counts by the share of its
+    area inside (see docs/methods.md).
+    """
+    out = neighbourhoods.budget_of_geojson(conn, body, crs, run)
+    base = base_url(request)
+    return json_response({
+        **out,
+        "links": [link(f"{base}/runs/{out['run']}", "related", JSON,
+                       "The run these figures come from")],
+    })
+
+
+@router.post(
+    "/neighbourhood-sets/{set_id}/neighbourhoods",
+    summary="Save a polygon as a named neighbourhood",
+    status_code=201,
+    responses={**ERRORS, 409: {"description": "The name is taken or the set is published"}},
+)
+def save_neighbourhood(
+    request: Request,
+    conn: ConnDep,
+    set_id: str,
+    body: GeoJSONBody,
+    name: Annotated[str | None, Query(description="Name (default: the Feature's name)")] = None,
+    crs: CrsParam = None,
+) -> JSONResponse:
+    """Keep the polygon in a neighbourhood set (created on first use); publish a run to it with
+    ``placespend publish RUN --to SET`` and it is served like any other collection."""
+    saved = neighbourhoods.save_geojson(conn, set_id, body, crs, name)
+    base = base_url(request)
+    response = json_response({
+        **saved,
+        "links": [link(f"{base}/neighbourhoods/budget", "related", JSON,
+                       "Ask for the budget of this polygon")],
+    })
+    response.status_code = 201
+    return response

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 
 from api import errors
 from api.routers import features, map_page, neighbourhoods, runs
@@ -46,6 +47,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
+
+    @app.middleware("http")
+    async def server_timing(request: Request, call_next: Callable[[Request], Awaitable[Response]]
+                            ) -> Response:
+        """Say how long the server took (``Server-Timing: app;dur=ms``), for clients and bench."""
+        start = time.perf_counter()
+        response = await call_next(request)
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - start) * 1e3:.2f}"
+        return response
+
     app.include_router(features.router)
     app.include_router(runs.router)
     app.include_router(neighbourhoods.router)

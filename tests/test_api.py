@@ -371,3 +371,43 @@ def test_unexpected_error_is_500_without_internals(db_url: str) -> None:
     assert "secret" not in r.text and "keys.txt" not in r.text
     body = r.json()
     assert body["code"] == "internal" and body["cause"] and body["fix"]
+
+
+def _public_bytes(client: TestClient) -> dict[str, str]:
+    """Everything a public client reads, with the one moving part (timeStamp) taken out."""
+    out = {"/collections": client.get("/collections").text}
+    for cid in (HACKNEY, LONDON):
+        for path in (f"/collections/{cid}", f"/collections/{cid}/schema",
+                     f"/collections/{cid}/items?limit=1000"):
+            r = client.get(path)
+            assert r.status_code == 200, r.text
+            out[path] = re.sub(r'"timeStamp": "[^"]*"', "", r.text) + r.headers.get("etag", "")
+    return out
+
+
+def test_a_what_if_run_leaves_every_public_collection_byte_identical(
+    client: TestClient, db_url: str, demo: RunResult, tmp_path, monkeypatch, capsys
+) -> None:
+    from placespend.cli import main
+
+    before = _public_bytes(client)
+    table = tmp_path / "what-if.csv"
+    table.write_text("line,proxy,rationale\n*,residents-65-plus,what if everything followed 65+\n")
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    assert main(["run", "--proxy-table", str(table)]) == 0
+    err = capsys.readouterr().err
+    what_if = int(re.search(r"run (\d+) computed", err).group(1))
+    assert what_if != demo.run_id
+    assert "not published: the public collections are unchanged" in err
+    assert _public_bytes(client) == before
+    # The what-if figures are there, at an address that pins the run, and they differ.
+    pinned = client.get(f"/collections/{HACKNEY}/items?run={what_if}").json()
+    assert pinned["run"] == what_if
+    now = client.get(f"/collections/{HACKNEY}/items").json()
+    assert now["run"] == demo.run_id
+    assert ([f["properties"]["total_pence"] for f in pinned["features"]]
+            != [f["properties"]["total_pence"] for f in now["features"]])
+    assert (sum(f["properties"]["total_pence"] for f in pinned["features"])
+            != sum(f["properties"]["total_pence"] for f in now["features"]))
+    run = client.get(f"/runs/{what_if}").json()
+    assert not any(c["public"] for c in run["collections"])

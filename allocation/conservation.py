@@ -83,13 +83,16 @@ class ConservationReport:
                 )
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready totals and targets (the line table is stored and served apart)."""
+        """JSON-ready totals (the line table is stored and served apart, and each publication
+        keeps its own inside and outside pence)."""
         short = self.lines["amount_pence"] != self.lines["allocated_pence"]
-        return {
+        out: dict[str, Any] = {
             "total_pence": self.total_pence,
             "allocated_pence": self.allocated_pence,
             "unallocated_pence": self.unallocated_pence,
             "lines": len(self.lines),
             "lines_unallocated": int(short.sum()),
-            "targets": [asdict(t) for t in self.targets],
         }
+        if self.targets:
+            out["targets"] = [asdict(t) for t in self.targets]
+        return out

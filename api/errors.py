@@ -28,12 +28,16 @@ def install(app: FastAPI) -> None:
     async def bad_parameters(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
+        fix = "see the API description at /api for the allowed values"
+        if where.startswith("body"):
+            fix = ("send a JSON body with the header Content-Type: application/json "
+                   "(see /api for its shape)")
         return JSONResponse(
             {
                 "code": "invalid_parameter",
                 "cause": f"{where}: {first.get('msg', 'invalid')}",
                 "where": where,
-                "fix": "see the API description at /api for the allowed values",
+                "fix": fix,
             },
             status_code=400,
         )

@@ -14,11 +14,23 @@ from fastapi import Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
+from domain.errors import BadRequest
 from domain.version import ALGORITHM_VERSION
 
 CACHE_CONTROL = "public, max-age=300"
 #: Bump when a response format changes, so cached answers are not revalidated as current.
 _ETAG_FORMAT = "1"
+
+
+def check_known(request: Request, allowed: frozenset[str]) -> None:
+    """Refuse query parameters this operation does not define (OGC core asks for 400)."""
+    unknown = sorted(set(request.query_params.keys()) - allowed)
+    if unknown:
+        raise BadRequest(
+            f"unknown query parameter {', '.join(unknown)}",
+            f"use only {', '.join(sorted(allowed)) or 'no parameters'} (see /api)",
+            where=unknown[0],
+        )
 
 
 def link(href: str, rel: str, type_: str, title: str) -> dict[str, str]:

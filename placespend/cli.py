@@ -121,6 +121,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Compute a year's run (publications derived, none made public unless --publish)."""
     from placespend.runs import DEFAULT_TARGETS, RunRequest, make_run, publish
     from store.db import connect
+    from store.runs import get_run
 
     url = _database_url(settings)
     kwargs: dict = {"financial_year": args.year,
@@ -131,9 +132,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         result = make_run(conn, RunRequest(**kwargs), step=step)
         state = "computed" if result.created else "already computed (same inputs)"
         console.print(f"run {result.run_id} {state}")
+        public = [c["id"] for c in get_run(conn, result.run_id)["collections"] if c["current"]]
         if args.publish:
             ids = publish(conn, result.run_id, list(kwargs["target_sets"]), step=step)
             console.print(f"published: {', '.join(ids)}")
+        elif public:
+            console.print(f"already public: {', '.join(public)}")
         else:
             console.print(
                 f"not published: the public collections are unchanged. See it at "

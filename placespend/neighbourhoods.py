@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import shapely
 
 from allocation.apportion import atom_proxy_values
@@ -32,6 +33,9 @@ from store import boundaries as store_boundaries
 from store import reference, runs
 from store.db import Connection
 
+#: Overlaps between units of one neighbourhood set larger than this (m²) are refused; smaller
+#: ones are where two hand-drawn edges meet.
+OVERLAP_M2 = 1.0
 #: The code the drawn polygon has inside the computation (it is not stored).
 DRAWN = "drawn"
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -72,7 +76,7 @@ def budget(conn: Connection, polygon: shapely.Geometry, run_id: int | None = Non
     if xw is None or xw.empty:
         empty = summarise(slices.iloc[:0].assign(amount_pence=0)[["slice_id", "amount_pence"]],
                           slices, 0.0)
-        return {"run": run_id, "area_m2": float(shapely.area(polygon)), "atoms": 0,
+        return {"run": run_id, "area_m2": round(float(shapely.area(polygon)), 1), "atoms": 0,
                 "atoms_split": 0, "outside_pence": 0, **empty}
     touched = atoms.loc[atoms["atom_id"].isin(xw["atom_id"])]
     product = runs.run_product(conn, run_id, atom_ids=[int(a) for a in touched["atom_id"]])
@@ -145,6 +149,19 @@ def save(
         if store_boundaries.has_code(conn, set_slug, code):
             raise DuplicateUpload(f"{set_slug} already has a neighbourhood {code!r}",
                                   "choose another name", where="name")
+        # Units of one set must not overlap: the money of an overlap would be shared between
+        # them while each counted its residents in full (per head would then mislead).
+        near = store_boundaries.read_boundaries(conn, set_slug, near=shapely.to_wkb(polygon))
+        overlap = shapely.area(shapely.intersection(near.geometry.to_numpy(), polygon))
+        big = overlap > OVERLAP_M2
+        if big.any():
+            i = int(np.argmax(overlap))
+            raise InputError(
+                f"{name!r} overlaps neighbourhood {near['code'].iloc[i]!r} of {set_slug} by "
+                f"{overlap[i]:,.0f} m²",
+                "redraw it so it does not overlap, or save it into another set",
+                where="geometry",
+            )
         store_boundaries.add_unit(conn, set_slug, code, name, polygon)
         store_atoms.drop_crosswalks(conn, store_boundaries.set_id(conn, set_slug))
     return {"set": set_slug, "code": code, "name": name}

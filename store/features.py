@@ -58,11 +58,15 @@ def get_collection(conn: Connection, collection_id: str, run_id: int | None = No
             _COLLECTION + " WHERE c.id = %s AND c.run_id = %s", (collection_id, run_id)
         ).fetchone()
     if row is None:
-        raise _not_found(collection_id, run_id)
+        raise _not_found(conn, collection_id, run_id)
     return row
 
 
-def _not_found(collection_id: str, run_id: int | None) -> NotFound:
+def _not_found(conn: Connection, collection_id: str, run_id: int | None) -> NotFound:
+    if run_id is not None and conn.execute(
+        "SELECT 1 FROM run WHERE id = %s", (run_id,)
+    ).fetchone() is None:
+        return NotFound(f"no run {run_id}", "list the runs with GET /runs", where="run")
     if run_id is None:
         return NotFound(
             f"no public collection {collection_id!r}",
@@ -152,7 +156,7 @@ def _current(conn: Connection, collection_id: str, run_id: int | None = None) ->
             (collection_id, run_id),
         ).fetchone()
     if row is None:
-        raise _not_found(collection_id, run_id)
+        raise _not_found(conn, collection_id, run_id)
     return row
 
 

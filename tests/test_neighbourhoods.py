@@ -11,6 +11,7 @@ from itertools import combinations
 
 import pytest
 import shapely
+import shapely.affinity
 from fastapi.testclient import TestClient
 from pyproj import Transformer
 
@@ -129,8 +130,11 @@ def test_saved_and_published_it_gives_the_same_figures(client: TestClient, conn:
         ({"type": "LineString", "coordinates": [[-0.07, 51.54], [-0.06, 51.55]]}, "", 422,
          "geometry"),
         ({"type": "FeatureCollection", "features": []}, "", 422, "features"),
-        ({"type": "Polygon", "coordinates": [[[-0.07, 51.54], [-0.06, 51.55], [-0.07, 51.54]]]},
-         "?crs=EPSG:27700", 422, None),  # lon/lat declared as metres: outside Great Britain
+        ({"type": "Polygon", "coordinates": [[[-0.085, 51.535], [-0.06, 51.535], [-0.06, 51.55],
+                                               [-0.085, 51.55], [-0.085, 51.535]]]},
+         "?crs=EPSG:27700", 422, None),  # lon/lat declared as metres
+        ({"type": "Polygon", "coordinates": [[[2.3, 48.8], [2.4, 48.8], [2.4, 48.9],
+                                               [2.3, 48.8]]]}, "", 422, None),  # Paris
         ({"type": "Polygon", "coordinates": "nonsense"}, "", 422, "geometry.coordinates"),
         ({"type": "Polygon", "coordinates": [[[530000, 180000], [531000, 180000],
                                                [531000, 181000], [530000, 180000]]]},
@@ -149,6 +153,34 @@ def test_bad_polygons_get_a_clear_4xx(client: TestClient, body, query, status, w
     assert err["cause"] and err["fix"]
     if where:
         assert err["where"] == where
+    if "EPSG:27700" in query:
+        assert "look like lon/lat degrees" in err["cause"]
+    if body.get("coordinates") and body["coordinates"][0][0] == [2.3, 48.8]:
+        assert "outside Great Britain" in err["cause"]
+
+
+def test_overlapping_neighbourhoods_in_one_set_are_refused(client: TestClient, triangle) -> None:
+    first = client.post("/neighbourhood-sets/test-overlaps/neighbourhoods?name=First",
+                        json=_geojson(triangle))
+    assert first.status_code == 201, first.text
+    moved = shapely.affinity.translate(triangle, xoff=50.0)
+    r = client.post("/neighbourhood-sets/test-overlaps/neighbourhoods?name=Second",
+                    json=_geojson(moved))
+    assert r.status_code == 422
+    assert "overlaps neighbourhood 'first'" in r.json()["cause"]
+    beside = shapely.affinity.translate(triangle, xoff=triangle.bounds[2] - triangle.bounds[0])
+    ok = client.post("/neighbourhood-sets/test-overlaps/neighbourhoods?name=Beside",
+                     json=_geojson(beside))
+    assert ok.status_code == 201, ok.text
+
+
+def test_unknown_parameters_and_missing_runs_are_named(client: TestClient, triangle) -> None:
+    r = client.post("/neighbourhoods/budget?foo=1", json=_geojson(triangle))
+    assert r.status_code == 400 and r.json()["where"] == "foo"
+    r = client.get("/collections/hackney-wards-2014-spend-2014-15/items?run=999999")
+    assert r.status_code == 404 and r.json()["cause"] == "no run 999999"
+    r = client.post("/neighbourhoods/budget", content=b'{"type": "Polygon"}')
+    assert r.status_code == 400 and "Content-Type: application/json" in r.json()["fix"]
 
 
 def test_a_body_that_is_not_json_is_a_400(client: TestClient) -> None:

@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.deps import ConnDep, SettingsDep
-from api.http import base_url, cached, etag, json_response, link, not_modified
+from api.http import base_url, cached, check_known, etag, json_response, link, not_modified
 from domain.errors import BadRequest, NotFound, SetupError
 from store import features as store
 from store.db import pooled
@@ -64,17 +64,6 @@ _FINANCIAL_YEAR = re.compile(r"^(\d{4})-(\d{2})$")
 
 
 # ---- parameters -------------------------------------------------------------------------
-
-
-def _check_known(request: Request, allowed: frozenset[str]) -> None:
-    """Refuse query parameters this operation does not define (OGC core asks for 400)."""
-    unknown = sorted(set(request.query_params.keys()) - allowed)
-    if unknown:
-        raise BadRequest(
-            f"unknown query parameter {', '.join(unknown)}",
-            f"use only {', '.join(sorted(allowed))} (see /api)",
-            where=unknown[0],
-        )
 
 
 def _check_crs(value: str | None, name: str) -> None:
@@ -306,7 +295,8 @@ def schema(
         properties[prop["name"]] = entry
     body = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": f"{base_url(request)}/collections/{collectionId}/schema",
+        "$id": f"{base_url(request)}/collections/{collectionId}/schema"
+               + (f"?run={run_id}" if run is not None else ""),
         "type": "object",
         "title": meta["title"],
         "description": meta["description"],
@@ -368,7 +358,7 @@ def items(
     run: RunPin = None,
 ) -> Response:
     """A page of features as a GeoJSON FeatureCollection, with ``next``/``prev`` links."""
-    _check_known(request, ITEMS_PARAMS)
+    check_known(request, ITEMS_PARAMS)
     if limit > settings.max_items:
         raise _limit_too_large(limit, settings.max_items)
     _check_format(f)
@@ -402,9 +392,10 @@ def items(
 
     base = base_url(request)
     here = request.url
+    pin = f"?run={run_id}" if run is not None else ""
     links = [
         link(str(here), "self", GEOJSON, "This page"),
-        link(f"{base}/collections/{collectionId}", "collection", JSON, "The collection"),
+        link(f"{base}/collections/{collectionId}{pin}", "collection", JSON, "The collection"),
     ]
     if offset + returned < matched:
         links.append(link(str(here.include_query_params(offset=offset + limit)), "next",
@@ -443,7 +434,7 @@ def feature(
     run: RunPin = None,
 ) -> Response:
     """One feature by its code (e.g. a ward's GSS code); 404 if the collection lacks it."""
-    _check_known(request, FEATURE_PARAMS)
+    check_known(request, FEATURE_PARAMS)
     _check_format(f)
     _check_crs(crs, "crs")
     run_id = store.collection_run(conn, collectionId, run)
@@ -457,9 +448,10 @@ def feature(
             where=featureId,
         )
     base = base_url(request)
+    pin = f"?run={run_id}" if run is not None else ""
     links = json.dumps([
         link(str(request.url), "self", GEOJSON, "This feature"),
-        link(f"{base}/collections/{collectionId}", "collection", JSON, "The collection"),
+        link(f"{base}/collections/{collectionId}{pin}", "collection", JSON, "The collection"),
     ])
     one = page.features_json.strip()
     one = one[1:-1].strip()  # the array holds exactly this feature: drop the brackets

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import ConnDep
-from api.http import base_url, json_response, link
+from api.http import base_url, check_known, json_response, link
 from placespend import neighbourhoods
 
 router = APIRouter(tags=["Neighbourhoods"])
@@ -56,6 +56,7 @@ def neighbourhood_budget(
     Atoms wholly inside count whole; an atom that straddles the edge counts by the share of its
     area inside (see docs/methods.md).
     """
+    check_known(request, frozenset({"run", "crs"}))
     out = neighbourhoods.budget_of_geojson(conn, body, crs, run)
     base = base_url(request)
     return json_response({
@@ -81,12 +82,14 @@ def save_neighbourhood(
 ) -> JSONResponse:
     """Keep the polygon in a neighbourhood set (created on first use); publish a run to it with
     ``placespend publish RUN --to SET`` and it is served like any other collection."""
+    check_known(request, frozenset({"name", "crs"}))
     saved = neighbourhoods.save_geojson(conn, set_id, body, crs, name)
     base = base_url(request)
     response = json_response({
         **saved,
+        "publish": f"placespend publish RUN --to {saved['set']}",
         "links": [link(f"{base}/neighbourhoods/budget", "related", JSON,
-                       "Ask for the budget of this polygon")],
+                       "Ask for the budget of any polygon")],
     })
     response.status_code = 201
     return response

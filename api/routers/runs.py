@@ -116,6 +116,9 @@ def lines(
     if offset + len(page) < total:
         links.append(link(str(request.url.include_query_params(offset=offset + limit)),
                           "next", JSON, "Next page"))
+    if offset > 0:
+        links.append(link(str(request.url.include_query_params(offset=max(0, offset - limit))),
+                          "prev", JSON, "Previous page"))
     records = page.astype(object).where(page.notna(), None).to_dict(orient="records")
     for r in records:
         r["href"] = f"{base}/runs/{run_id}/lines/{r['line_id']}"

@@ -6,16 +6,125 @@ straight through with no rounding. Where an atom straddles targets, the pence of
 row (atom, slice) are split over the targets by running-total rounding, and the share of an atom
 outside every target (``1 - sum of weights``) is kept apart as *outside* pence, so inside +
 outside always equals what the atoms held.
+
+The product can have millions of rows, so the nesting atoms go through a lookup table from atom
+to target, a chunk of rows at a time, and are summed straight into a dense (target x slice)
+table when that table is small; only the rows of straddling atoms are expanded and split.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
-from allocation.money import group_sum, split_pence
+from allocation.money import MAX_EXACT_PENCE, group_sum, label_column, split_pence
 
 _TOLERANCE = 1e-9
+#: Product rows looked up at a time (keeps every temporary small).
+_CHUNK = 1 << 20
+#: A dense (target x slice) table is used up to this many cells (beyond, cells are sorted).
+_DENSE_CELLS = 1 << 24
+
+IntArray = npt.NDArray[np.int64]
+
+
+class _AtomLookup:
+    """Slots for atom ids: offsets into a table when the ids are compact, else a hash index.
+
+    A table of ``size`` values indexed by slot answers for any id; its first and last slots
+    stand for ids the lookup was not built with, so they should hold "unknown".
+    """
+
+    def __init__(self, ids: IntArray) -> None:
+        low = int(ids.min()) if len(ids) else 0
+        high = int(ids.max()) if len(ids) else -1
+        self.direct = high - low < 4 * len(ids) + 1024
+        if self.direct:
+            self.offset = low - 1
+            self.size = high - low + 3
+        else:
+            self.index = pd.Index(np.unique(ids))
+            self.size = len(self.index) + 2
+
+    def slots(self, ids: IntArray) -> IntArray:
+        """The slots of ids the lookup was built with."""
+        return ids - self.offset if self.direct else self.index.get_indexer(ids) + 1
+
+    def take(self, values: IntArray, ids: IntArray) -> IntArray:
+        """``values`` (one per slot) at each of ``ids``, known or not."""
+        if self.direct:
+            return np.take(values, ids - self.offset, mode="clip")
+        return values[self.index.get_indexer(ids) + 1]
+
+
+class _Cells:
+    """Exact sums of pence per (target x slice) cell: a dense table when small, else a list.
+
+    The table sums in float64, which is exact while the pence added since the last flush stay
+    below 2**52 in absolute value; before that bound is passed they are moved into an int64
+    table.
+    """
+
+    def __init__(self, n_cells: int) -> None:
+        self.n_cells = n_cells
+        self.dense = n_cells <= _DENSE_CELLS
+        self.table: npt.NDArray[np.float64] | None = None
+        self.exact: IntArray | None = None
+        self.held = 0.0
+        self.cells: list[IntArray] = []
+        self.pence: list[IntArray] = []
+
+    def add(self, cell: IntArray, pence: IntArray) -> None:
+        """Add ``pence[i]`` to cell ``cell[i]``."""
+        if not len(cell):
+            return
+        if cell.min() < 0 or cell.max() >= self.n_cells:
+            raise ValueError("a product row names a slice or target beyond the ones given")
+        if not self.dense:
+            self.cells.append(cell)
+            self.pence.append(pence)
+            return
+        size = float(np.abs(pence).sum(dtype=np.float64))
+        if self.held + size >= MAX_EXACT_PENCE // 2:
+            self._flush()
+        if size >= MAX_EXACT_PENCE // 2:
+            np.add.at(self._exact(), cell, pence)
+            return
+        sums = np.bincount(cell, weights=pence, minlength=self.n_cells)
+        if self.table is None:
+            self.table = sums
+        else:
+            self.table += sums
+        self.held += size
+
+    def _exact(self) -> IntArray:
+        if self.exact is None:
+            self.exact = np.zeros(self.n_cells, dtype=np.int64)
+        return self.exact
+
+    def _flush(self) -> None:
+        if self.table is not None:
+            self._exact()[:] += np.rint(self.table).astype(np.int64)
+        self.table = None
+        self.held = 0.0
+
+    def totals(self) -> tuple[IntArray, IntArray]:
+        """The cells with a non-zero sum, in cell order, and their sums."""
+        if self.dense and self.exact is None:
+            table = self.table if self.table is not None else np.zeros(0)
+            cell = np.flatnonzero(table)
+            return cell, np.rint(table[cell]).astype(np.int64)
+        if self.dense:
+            self._flush()
+            cell = np.flatnonzero(self.exact)
+            return cell, self._exact()[cell]
+        every = np.concatenate(self.cells) if self.cells else np.zeros(0, dtype=np.int64)
+        pence = np.concatenate(self.pence) if self.pence else np.zeros(0, dtype=np.int64)
+        cell, inverse = np.unique(every, return_inverse=True)
+        summed = group_sum(pence, inverse.astype(np.intp), len(cell))
+        keep = summed != 0
+        return cell[keep], summed[keep]
 
 
 def to_targets(
@@ -27,72 +136,105 @@ def to_targets(
     Returns (target_code, slice_id, amount_pence) summed per target and slice, without zero
     rows, ordered by target then slice, and the signed pence that fell outside every target.
     """
-    xw = crosswalk[["atom_id", "target_code", "weight"]]
-    codes, targets = pd.factorize(xw["target_code"], sort=True)
-    xw = pd.DataFrame({"atom_id": xw["atom_id"].to_numpy(dtype=np.int64),
-                       "target": codes.astype(np.int64),
-                       "weight": xw["weight"].to_numpy(dtype=np.float64)})
-    outside_code = len(targets)  # one past the last target: the "outside" bucket
-    per_atom = xw.groupby("atom_id").agg(n=("target", "size"), inside=("weight", "sum"),
-                                         target=("target", "first"))
-    whole = per_atom[(per_atom["n"] == 1) & ((per_atom["inside"] - 1.0).abs() <= _TOLERANCE)]
+    codes, targets = pd.factorize(crosswalk["target_code"], sort=True)
+    x_atom = crosswalk["atom_id"].to_numpy(dtype=np.int64)
+    x_weight = crosswalk["weight"].to_numpy(dtype=np.float64)
 
     atom = product["atom_id"].to_numpy(dtype=np.int64)
     pence = product["amount_pence"].to_numpy(dtype=np.int64)
     slices = product["slice_id"].to_numpy(dtype=np.int64)
     n_slices = int(n_slices if n_slices is not None else (slices.max() + 1 if len(slices) else 0))
+    width = max(n_slices, 1)
 
-    # Atoms wholly inside one target: straight through.
-    direct_target = pd.Series(whole["target"]).reindex(atom).to_numpy()
-    passes = ~np.isnan(direct_target.astype(np.float64))
-    out_target = [direct_target[passes].astype(np.int64)]
-    out_slice = [slices[passes]]
-    out_pence = [pence[passes]]
+    # Atoms wholly inside one target (one crosswalk row, weight 1) pass straight through.
+    lookup = _AtomLookup(x_atom)
+    slot = lookup.slots(x_atom)
+    rows_of = np.bincount(slot, minlength=lookup.size)
+    weight_of = np.bincount(slot, weights=x_weight, minlength=lookup.size)
+    whole = (rows_of == 1) & (np.abs(weight_of - 1.0) <= _TOLERANCE)
+    target_of = np.full(lookup.size, -1, dtype=np.int64)  # -1: not wholly inside one target
+    nested = whole[slot]
+    target_of[slot[nested]] = codes[nested]
+
+    sums = _Cells(len(targets) * width)
+    rest: list[IntArray] = []
+    for start in range(0, len(atom), _CHUNK):
+        stop = min(start + _CHUNK, len(atom))
+        cell = lookup.take(target_of, atom[start:stop])
+        passes = cell >= 0
+        cell *= width
+        cell += slices[start:stop]
+        if passes.all():
+            sums.add(cell, pence[start:stop])
+        else:
+            rest.append(start + np.flatnonzero(~passes))
+            sums.add(cell[passes], pence[start:stop][passes])
 
     # The rest: split over the targets they touch, plus outside.
-    rest = np.flatnonzero(~passes)
-    if len(rest):
-        inside = per_atom["inside"]
-        remainder = (1.0 - inside).clip(lower=0.0)
-        remainder = remainder[remainder > _TOLERANCE]
-        ext = pd.concat(
-            [
-                xw,
-                pd.DataFrame({"atom_id": remainder.index.to_numpy(dtype=np.int64),
-                              "target": outside_code, "weight": remainder.to_numpy()}),
-            ],
-            ignore_index=True,
-        ).sort_values(["atom_id", "target"], kind="stable")
-        rows = pd.DataFrame({"group": np.arange(len(rest)), "atom_id": atom[rest]}).merge(
-            ext, on="atom_id", how="left"
+    outside = 0
+    if rest:
+        rows = np.concatenate(rest)
+        cell, amount, outside = _split_straddling(
+            atom[rows], pence[rows], slices[rows], x_atom, codes, x_weight, len(targets), width
         )
-        absent = rows["target"].isna().to_numpy()  # atoms with no crosswalk row: all outside
-        rows.loc[absent, "target"] = outside_code
-        rows.loc[absent, "weight"] = 1.0
-        rows = rows.sort_values(["group", "target"], kind="stable")
-        g = rows["group"].to_numpy(dtype=np.intp)
-        split = split_pence(pence[rest], g, rows["weight"].to_numpy(dtype=np.float64))
-        out_target.append(rows["target"].to_numpy(dtype=np.int64))
-        out_slice.append(slices[rest][g])
-        out_pence.append(split)
+        sums.add(cell, amount)
 
-    tgt = np.concatenate(out_target)
-    slc = np.concatenate(out_slice)
-    amt = np.concatenate(out_pence)
-    outside = int(amt[tgt == outside_code].sum())
-    keep = tgt != outside_code
-    cell = tgt[keep] * max(n_slices, 1) + slc[keep]
-    uniq, inv = np.unique(cell, return_inverse=True)
-    summed = group_sum(amt[keep], inv.astype(np.intp), len(uniq))
-    nz = summed != 0
+    cell, summed = sums.totals()
     result = pd.DataFrame(
         {
-            "target_code": np.asarray(targets, dtype=object)[uniq[nz] // max(n_slices, 1)],
-            "slice_id": (uniq[nz] % max(n_slices, 1)).astype(np.int64),
-            "amount_pence": summed[nz],
-        }
+            "target_code": label_column(np.asarray(targets, dtype=object), cell // width),
+            "slice_id": (cell % width).astype(np.int64),
+            "amount_pence": summed,
+        },
+        copy=False,
     )
     return result, outside
+
+
+def _split_straddling(
+    atom: IntArray,
+    pence: IntArray,
+    slices: IntArray,
+    x_atom: IntArray,
+    codes: IntArray,
+    x_weight: npt.NDArray[np.float64],
+    outside_code: int,
+    width: int,
+) -> tuple[IntArray, IntArray, int]:
+    """Split the product rows of atoms that do not nest over their targets and outside.
+
+    Each row's pence are split by running-total rounding over the atom's crosswalk rows in
+    target order (ties in crosswalk order), then the share outside every target; an atom with no
+    crosswalk row is all outside. Returns the inside (cell, pence) rows and the outside pence.
+    """
+    known = np.isin(x_atom, atom)
+    xa, xt, xw = x_atom[known], codes[known].astype(np.int64), x_weight[known]
+    inside = pd.Series(xw).groupby(xa).sum()  # compensated sums, as the split has always used
+    remainder = (1.0 - inside).clip(lower=0.0)
+    remainder = remainder[remainder > _TOLERANCE]
+    xa = np.concatenate([xa, remainder.index.to_numpy(dtype=np.int64)])
+    xt = np.concatenate([xt, np.full(len(remainder), outside_code, dtype=np.int64)])
+    xw = np.concatenate([xw, remainder.to_numpy(dtype=np.float64)])
+    order = np.lexsort((xt, xa))
+    xa, xt, xw = xa[order], xt[order], xw[order]
+
+    first = np.searchsorted(xa, atom, side="left")
+    count = np.searchsorted(xa, atom, side="right") - first
+    # An atom with no crosswalk row is all outside: one row of weight 1, appended last.
+    xt = np.append(xt, outside_code)
+    xw = np.append(xw, 1.0)
+    absent = count == 0
+    first[absent] = len(xt) - 1
+    count[absent] = 1
+    group = np.repeat(np.arange(len(atom)), count)
+    offset = np.cumsum(count) - count
+    row = np.repeat(first - offset, count) + np.arange(int(count.sum()))
+    target, weight = xt[row], xw[row]
+    split = split_pence(pence, group, weight)
+    out = target == outside_code
+    inside_rows = ~out
+    cell = target[inside_rows] * width + slices[group[inside_rows]]
+    return cell, split[inside_rows], int(split[out].sum())
 
 
 def target_values(atom_values: pd.DataFrame, crosswalk: pd.DataFrame) -> pd.DataFrame:

@@ -18,6 +18,11 @@ Worked example: 1,000p split by weights 1:1:1. Running shares 1/3, 2/3, 1; runni
 
 The same running shares split *several* totals over one set of rows (:func:`split_by_shares`):
 that is how every line reported for the same area and proxy is split with weights computed once.
+
+Two helpers for the tables these amounts go into are here too, so that the modules that build
+those tables share them: :func:`group_sum` (exact integer sums per group) and
+:func:`label_column` (a column of a few repeated labels, built without one Python object per
+row).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from pandas.api.extensions import ExtensionArray
 
 from domain.errors import ConservationError
 
@@ -51,13 +57,18 @@ def running_shares(
         raise ValueError("group and weights must have the same length")
     if len(weights) and (weights.min() < 0 or not np.isfinite(weights).all()):
         raise ValueError("weights must be finite and non-negative")
-    if len(group) > 1 and (np.diff(group) < 0).any():
+    if len(group) > 1 and (group[1:] < group[:-1]).any():
         raise ValueError("rows must be ordered by group")
     wsum = np.bincount(group, weights=weights, minlength=n_groups)
     safe = np.where(wsum > 0, wsum, 1.0)
     share = weights / safe[group]
+    # pandas' grouped cumsum is compensated (Kahan) summation: keep it, the shares depend on it.
     after = pd.Series(share).groupby(group, sort=False).cumsum().to_numpy(copy=True)
     np.minimum(after, 1.0, out=after)
+    # The compensation can step a running share back by an ulp on a zero (or tiny) share; a
+    # share that fell could round a row of a positive total to -1p, so shares never fall.
+    if len(group) > 1 and ((after[1:] < after[:-1]) & (group[1:] == group[:-1])).any():
+        after = pd.Series(after).groupby(group, sort=False).cummax().to_numpy(copy=True)
     if len(group):
         last = np.r_[group[1:] != group[:-1], True]
         after[last & (wsum[group] > 0)] = 1.0
@@ -76,12 +87,18 @@ def split_by_shares(totals: IntArray, before: FloatArray, after: FloatArray) -> 
     running shares (:func:`running_shares`). Rows of one total add back to it exactly.
     """
     totals = np.asarray(totals, dtype=np.int64)
-    if len(totals) and np.abs(totals).max() >= MAX_EXACT_PENCE:
-        raise ValueError(f"a total of {int(np.abs(totals).max())}p is too large to split exactly")
-    magnitude = np.abs(totals).astype(np.float64)
-    hi = np.floor(magnitude * after + 0.5)
-    lo = np.floor(magnitude * before + 0.5)
-    return (hi - lo).astype(np.int64) * np.sign(totals)
+    magnitude = np.abs(totals)
+    if len(totals) and magnitude.max() >= MAX_EXACT_PENCE:
+        raise ValueError(f"a total of {int(magnitude.max())}p is too large to split exactly")
+    magnitude = magnitude.astype(np.float64)
+    hi = magnitude * after
+    hi += 0.5
+    np.floor(hi, out=hi)
+    lo = np.multiply(magnitude, before, out=magnitude)
+    lo += 0.5
+    np.floor(lo, out=lo)
+    hi -= lo
+    return hi.astype(np.int64) * np.sign(totals)
 
 
 def split_pence(totals: IntArray, group: npt.NDArray[np.intp], weights: FloatArray) -> IntArray:
@@ -122,6 +139,24 @@ def group_sum(values: IntArray, group: npt.NDArray[np.intp], n_groups: int) -> I
     out = np.zeros(n_groups, dtype=np.int64)
     np.add.at(out, group, values)
     return out
+
+
+def label_column(table: np.ndarray, codes: npt.NDArray[np.intp]) -> np.ndarray | ExtensionArray:
+    """``table[codes]`` as the column pandas would make of it, cheaply.
+
+    ``table`` holds a few labels (strings, or None for none); ``codes`` (each ``>= 0``) pick one
+    per row. pandas stores an object array of strings as its ``str`` dtype, converting every
+    row; here the dtype is inferred from the labels actually used and the rows are then taken
+    from a converted copy of the few labels, which gives the same column. Anything that is not
+    text comes back as the plain object array, for pandas to treat as it always has.
+    """
+    table = np.asarray(table, dtype=object)
+    codes = np.asarray(codes, dtype=np.intp)
+    used = np.bincount(codes, minlength=len(table)).astype(bool)
+    dtype = pd.Series(table[used]).dtype
+    if isinstance(dtype, pd.StringDtype):
+        return pd.array(np.where(used, table, None), dtype=dtype).take(codes)
+    return table[codes]
 
 
 def pounds(pence: int) -> float:

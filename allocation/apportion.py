@@ -112,13 +112,15 @@ def atom_proxy_values(atoms: pd.DataFrame, proxy_values: pd.DataFrame) -> pd.Dat
     ``proxy_values``: proxy, unit_code, value. Returns a frame indexed by atom_id with one
     float column per proxy slug (0 where the atom has no small area or the area no value).
     """
-    wide = proxy_values.pivot_table(
-        index="unit_code", columns="proxy", values="value", aggfunc="sum"
-    )
-    per_zone = wide.reindex(atoms["zone_code"].to_numpy()).fillna(0.0).to_numpy()
+    proxy, names = pd.factorize(proxy_values["proxy"], sort=True)
+    unit, units = pd.factorize(proxy_values["unit_code"])
+    per_unit = np.zeros((len(units), len(names)))
+    np.add.at(per_unit, (unit, proxy), proxy_values["value"].to_numpy(dtype=np.float64))
+    where = pd.Index(units).get_indexer(atoms["zone_code"].to_numpy())
+    per_zone = np.where((where >= 0)[:, None], per_unit[np.maximum(where, 0)], 0.0)
     share = atoms["zone_share"].to_numpy(dtype=np.float64)[:, None]
     return pd.DataFrame(
-        per_zone * share, index=atoms["atom_id"].to_numpy(), columns=list(wide.columns)
+        per_zone * share, index=atoms["atom_id"].to_numpy(), columns=[str(n) for n in names]
     )
 
 

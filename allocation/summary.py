@@ -118,21 +118,26 @@ def budget(
     :func:`allocation.crosswalk.to_targets`); ``slices``: slice_id, body, cofog_code, method;
     ``population``: residents of the area (float). Pounds are derived from pence at the end.
     """
-    rows = target_alloc.merge(slices, on="slice_id")
-    total = int(rows["amount_pence"].sum())
+    pence = dict(zip(target_alloc["slice_id"].tolist(), target_alloc["amount_pence"].tolist(),
+                     strict=True))
+    total = sum(pence.values())
+    rows = [(str(b), str(c)[:2], str(m), pence.get(int(i), 0)) for i, b, c, m in slices[
+        ["slice_id", "body", "cofog_code", "method"]].itertuples(index=False, name=None)]
 
-    def pence_by(column: pd.Series) -> dict[str, int]:
-        summed = rows.groupby(column)["amount_pence"].sum()
-        return {str(k): int(v) for k, v in summed.items() if v}
+    def pence_by(field: int) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for row in rows:
+            out[row[field]] = out.get(row[field], 0) + int(row[3])
+        return {k: v for k, v in sorted(out.items()) if v}
 
-    by_method = pence_by(rows["method"])
+    by_method = pence_by(2)
     return {
         "total_pence": total,
         "total": total / 100,
         "population": round(float(population), 1),
         "per_head": round(total / 100 / population, 2) if population > 0 else None,
-        "by_body_pence": pence_by(rows["body"]),
-        "by_function_pence": pence_by(rows["cofog_code"].str.slice(0, 2)),
+        "by_body_pence": pence_by(0),
+        "by_function_pence": pence_by(1),
         "by_method_pence": by_method,
         "method_shares": {
             m: (round(by_method.get(m, 0) / total, 6) if total else 0.0) for m in SHARE_METHODS

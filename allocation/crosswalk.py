@@ -243,11 +243,15 @@ def target_values(atom_values: pd.DataFrame, crosswalk: pd.DataFrame) -> pd.Data
     ``atom_values`` is indexed by atom_id with one column per quantity. Returns a frame indexed
     by target_code with the same columns.
     """
-    xw = crosswalk[["atom_id", "target_code", "weight"]]
-    values = atom_values.reindex(xw["atom_id"].to_numpy()).fillna(0.0).to_numpy()
-    weighted = pd.DataFrame(
-        values * xw["weight"].to_numpy()[:, None],
-        columns=atom_values.columns,
-    )
-    weighted["target_code"] = xw["target_code"].to_numpy()
-    return weighted.groupby("target_code").sum()
+    codes, targets = pd.factorize(crosswalk["target_code"], sort=True)
+    where = pd.Index(atom_values.index).get_indexer(crosswalk["atom_id"].to_numpy())
+    values = atom_values.to_numpy(dtype=np.float64)
+    weight = crosswalk["weight"].to_numpy(dtype=np.float64)
+    known = where >= 0
+    out = np.column_stack([
+        np.bincount(codes[known], weights=values[where[known], j] * weight[known],
+                    minlength=len(targets))
+        for j in range(values.shape[1])
+    ]) if values.shape[1] else np.zeros((len(targets), 0))
+    return pd.DataFrame(out, index=pd.Index(np.asarray(targets, dtype=object),
+                                            name="target_code"), columns=atom_values.columns)

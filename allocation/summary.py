@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from allocation.money import group_sum
+
 COFOG_DIVISIONS = tuple(f"{i:02d}" for i in range(1, 11))
 SHARE_METHODS = ("direct", "proxy", "area")
 _DESCRIPTIONS = {
@@ -72,21 +74,28 @@ def feature_properties(
     ``population``: residents per target code. ``bodies``: body slugs to give a column each.
     """
     codes = targets["code"].to_numpy()
-    merged = target_alloc.merge(slices[["slice_id", "body", "cofog_code", "method"]],
-                                on="slice_id")
-    merged["division"] = merged["cofog_code"].str.slice(0, 2)
+    row = pd.Index(codes).get_indexer(target_alloc["target_code"].to_numpy())
+    if (row < 0).any():
+        bad = target_alloc["target_code"].to_numpy()[row < 0][0]
+        raise ValueError(f"target {bad!r} has money but is not one of the units")
+    by_slice = slices.set_index("slice_id")
+    slice_of = target_alloc["slice_id"].to_numpy()
+    pence = target_alloc["amount_pence"].to_numpy(dtype=np.int64)
 
-    def pence_by(column: str, keys: tuple[str, ...] | list[str]) -> pd.DataFrame:
-        table = merged.pivot_table(
-            index="target_code", columns=column, values="amount_pence", aggfunc="sum"
-        )
-        return table.reindex(index=codes, columns=list(keys)).fillna(0).astype(np.int64)
+    def pence_by(labels: pd.Series, keys: tuple[str, ...] | list[str]) -> np.ndarray:
+        """(units x keys) whole pence, one column per key, summed exactly."""
+        key_of_slice = pd.Index(list(keys)).get_indexer(labels.to_numpy())
+        key = pd.Series(key_of_slice, index=by_slice.index).reindex(slice_of).to_numpy()
+        keep = key >= 0
+        cell = row[keep].astype(np.int64) * len(keys) + key[keep]
+        return group_sum(pence[keep], cell, len(codes) * len(keys)).reshape(
+            len(codes), len(keys))
 
-    total = (
-        merged.groupby("target_code")["amount_pence"].sum().reindex(codes).fillna(0)
-        .astype(np.int64).to_numpy()
-    )
+    total = group_sum(pence, row, len(codes))
     people = population.reindex(codes).fillna(0.0).to_numpy(dtype=np.float64)
+    divisions = pence_by(by_slice["cofog_code"].astype(str).str.slice(0, 2), COFOG_DIVISIONS)
+    per_body = pence_by(by_slice["body"].astype(str), bodies)
+    per_method = pence_by(by_slice["method"].astype(str), SHARE_METHODS)
 
     out = pd.DataFrame({"code": codes, "name": targets["name"].to_numpy()})
     out["population"] = np.rint(people).astype(np.int64)
@@ -97,13 +106,13 @@ def feature_properties(
     out["total_pence"] = total.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["per_head"] = np.where(people > 0, np.round(total / 100 / people, 2), np.nan)
-    for division, column in pence_by("division", COFOG_DIVISIONS).items():
-        out[f"cofog_{division}"] = column.to_numpy() / 100
-    for body, column in pence_by("body", bodies).items():
-        out[f"body_{body}"] = column.to_numpy() / 100
-    for method, column in pence_by("method", SHARE_METHODS).items():
+    for i, division in enumerate(COFOG_DIVISIONS):
+        out[f"cofog_{division}"] = divisions[:, i] / 100
+    for i, body in enumerate(bodies):
+        out[f"body_{body}"] = per_body[:, i] / 100
+    for i, method in enumerate(SHARE_METHODS):
         with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(total != 0, column.to_numpy() / total, 0.0)
+            share = np.where(total != 0, per_method[:, i] / total, 0.0)
         out[f"share_{method}"] = np.round(share, 6)
     out["per_head"] = out["per_head"].astype(object).where(out["per_head"].notna(), None)
     return out

@@ -38,6 +38,9 @@ class Inputs:
     ``proxy_values``: proxy, unit_code, value (on the small areas the atoms were cut from).
     ``membership``: set, code, atom_id, weight (the atoms of every reporting area).
     ``cut_set``: the boundary set the atoms were cut by (its lines are ``direct``).
+    ``atom_proxies``: the atoms' proxy values if already worked out
+    (:func:`allocation.apportion.atom_proxy_values` of ``atoms`` and ``proxy_values``; they
+    depend on no line, so a cached path keeps them with the atoms).
     """
 
     lines: pd.DataFrame
@@ -45,6 +48,7 @@ class Inputs:
     proxy_values: pd.DataFrame
     membership: pd.DataFrame
     cut_set: str
+    atom_proxies: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,9 @@ class Publication:
 
 def compute(inputs: Inputs) -> Run:
     """Apportion every line to atoms; the report accounts for every line's pence."""
-    proxies = atom_proxy_values(inputs.atoms, inputs.proxy_values)
+    proxies = inputs.atom_proxies
+    if proxies is None:
+        proxies = atom_proxy_values(inputs.atoms, inputs.proxy_values)
     result = apportion(
         inputs.lines, inputs.atoms, proxies, inputs.membership, cut_set=inputs.cut_set
     )

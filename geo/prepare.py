@@ -14,7 +14,7 @@ import numpy as np
 import shapely
 from pyproj import CRS
 
-from placespend.errors import InputError
+from domain.errors import InputError
 
 BNG = CRS.from_epsg(27700)
 # Generous envelopes of Great Britain, to catch coordinates labelled with the wrong CRS.
@@ -47,8 +47,9 @@ def to_bng(frame: gpd.GeoDataFrame, *, source: str) -> gpd.GeoDataFrame:
         raise InputError(f"{source} has no features", "check that the right file was chosen")
     bounds = frame.total_bounds
     crs = CRS.from_user_input(frame.crs)
+    degrees_like = _inside(bounds, (-180.0, -90.0, 180.0, 90.0))
     if crs.is_geographic and not _inside(bounds, _GB_LONLAT):
-        if _inside(bounds, _GB_BNG):
+        if not degrees_like and _inside(bounds, _GB_BNG):
             raise InputError(
                 f"{source} says it is in lon/lat degrees but its coordinates look like British "
                 f"National Grid metres (bounds {np.round(bounds).tolist()})",
@@ -58,6 +59,14 @@ def to_bng(frame: gpd.GeoDataFrame, *, source: str) -> gpd.GeoDataFrame:
             f"{source} has lon/lat coordinates outside Great Britain "
             f"(bounds {np.round(bounds, 3).tolist()})",
             "check the axis order (longitude first) and the CRS",
+        )
+    if crs.is_projected and _inside(bounds, _GB_LONLAT):
+        # Every coordinate is a small number that reads as lon/lat in Great Britain: metres
+        # this small would put the whole file within a few metres of the grid's origin.
+        raise InputError(
+            f"{source} says it is in {crs.name} but its coordinates look like lon/lat degrees "
+            f"in Great Britain (bounds {np.round(bounds, 3).tolist()})",
+            "declare the CRS as EPSG:4326 (longitude, latitude), or send metres",
         )
     out = frame.to_crs(BNG)
     if not _inside(out.total_bounds, _GB_BNG):
@@ -74,19 +83,38 @@ def polygonal(geoms: np.ndarray, min_part_m2: float = 0.0) -> np.ndarray:
 
     Parts smaller than ``min_part_m2`` are dropped: overlays of edges digitised differently
     leave slivers of 1e-11 m² that make later GEOS overlays return nonsense.
+
+    Vectorised, and copying as little as it can: a one-part MultiPolygon that is kept whole is
+    returned as it is, a Polygon is wrapped in a MultiPolygon in one GEOS call, and only other
+    geometries (collections, several parts) are taken apart, filtered and put together again.
     """
-    parts, index = shapely.get_parts(geoms, return_index=True)
-    keep = shapely.get_type_id(parts) == shapely.GeometryType.POLYGON.value
-    if min_part_m2 > 0:
-        keep &= shapely.area(parts) >= min_part_m2
-    parts, index = parts[keep], index[keep]
+    geoms = np.asarray(geoms, dtype=object)
     out = np.full(len(geoms), shapely.MultiPolygon(), dtype=object)
-    if len(parts):
-        order = np.argsort(index, kind="stable")
-        parts, index = parts[order], index[order]
-        starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
-        for start, stop in zip(starts, np.r_[starts[1:], len(index)], strict=True):
-            out[index[start]] = shapely.MultiPolygon(list(parts[start:stop]))
+    kind = shapely.get_type_id(geoms)
+    is_polygon = kind == shapely.GeometryType.POLYGON.value
+    is_multi = kind == shapely.GeometryType.MULTIPOLYGON.value
+    simple = ~shapely.is_empty(geoms) & (
+        is_polygon | (is_multi & (shapely.get_num_geometries(geoms) == 1))
+    )
+    keep = simple
+    if min_part_m2 > 0:
+        big = shapely.area(geoms) >= min_part_m2
+        simple &= big | is_polygon  # a small Polygon is simply dropped
+        keep = simple & big
+    out[keep & is_multi] = geoms[keep & is_multi]
+    single = np.flatnonzero(keep & is_polygon)
+    if len(single):
+        shapely.multipolygons(geoms[single], indices=single, out=out)
+    rest = np.flatnonzero(~simple)
+    if len(rest):
+        parts, index = shapely.get_parts(geoms[rest], return_index=True)  # index: ascending
+        ok = (shapely.get_type_id(parts) == shapely.GeometryType.POLYGON.value) & ~(
+            shapely.is_empty(parts)
+        )
+        if min_part_m2 > 0:
+            ok &= shapely.area(parts) >= min_part_m2
+        if ok.any():
+            shapely.multipolygons(parts[ok], indices=rest[index[ok]], out=out)
     return out
 
 

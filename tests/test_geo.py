@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import geopandas as gpd
+import numpy as np
+import pandas as pd
 import pytest
-from shapely.geometry import Polygon, box
+import shapely
+from shapely.geometry import GeometryCollection, LineString, MultiPolygon, Point, Polygon, box
 
-from geo.atoms import build_atoms
+from bench.synthetic import EXTENT, national
+from domain.errors import InputError
+from geo.atoms import atom_pieces, build_atoms, finish_atoms
 from geo.crosswalk import build_crosswalk, build_crosswalk_via_cuts
-from geo.prepare import dissolve, prepare_boundaries
-from placespend.errors import InputError
+from geo.prepare import dissolve, polygonal, prepare_boundaries
 from tests import world
 
 
@@ -95,3 +99,109 @@ def test_crosswalk_via_cuts_equals_the_atom_by_atom_one() -> None:
     got = {(r.atom_id, r.target_code): round(r.weight, 9) for r in via.itertuples()}
     w2 = int(atoms.loc[atoms["cut_code"] == "W2", "atom_id"].iloc[0])
     assert got[(w2, "L")] == 0.5 and got[(w2, "R")] == 0.5
+
+
+# ------------------------------------------------------------- atoms at scale: split, threads
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return national(seed=3, zones=600, wards=120, agencies=9)
+
+
+def _same_atoms(a: gpd.GeoDataFrame, b: gpd.GeoDataFrame) -> None:
+    assert a.columns.tolist() == b.columns.tolist() and len(a) == len(b)
+    pd.testing.assert_frame_equal(a.drop(columns="geometry"), b.drop(columns="geometry"))
+    assert shapely.equals_identical(a.geometry.to_numpy(), b.geometry.to_numpy()).all()
+
+
+def test_synthetic_layers_tile_the_same_rectangle(synthetic) -> None:
+    whole = shapely.area(shapely.box(*EXTENT))
+    for frame, n in ((synthetic.zones, 600), (synthetic.wards, 120), (synthetic.agencies, 9)):
+        geoms = frame.geometry.to_numpy()
+        assert len(frame) == n and frame["code"].is_unique
+        assert shapely.is_valid(geoms).all() and shapely.coverage_is_valid(geoms)
+        assert shapely.area(geoms).sum() == pytest.approx(whole, rel=1e-12)
+        vertices = shapely.get_num_coordinates(geoms)
+        assert vertices.min() >= 100 and vertices.max() <= 300
+    again = national(seed=3, zones=600, wards=120, agencies=9)
+    assert shapely.equals_identical(again.zones.geometry.to_numpy(),
+                                    synthetic.zones.geometry.to_numpy()).all()
+
+
+def test_atom_pieces_of_any_split_of_the_zones_give_the_same_atoms(synthetic) -> None:
+    zones, wards = synthetic.zones, synthetic.wards
+    whole = build_atoms(zones, wards)
+    x = shapely.get_x(shapely.centroid(zones.geometry.to_numpy()))
+    for groups in (np.digitize(x, np.quantile(x, [0.3, 0.6])),
+                   np.random.default_rng(1).integers(0, 4, len(zones))):
+        parts = [atom_pieces(zones[groups == g], wards) for g in np.unique(groups)[::-1]]
+        _same_atoms(finish_atoms(pd.concat(parts, ignore_index=True), wards), whole)
+    assert whole["atom_id"].tolist() == list(range(len(whole)))
+    assert whole.groupby("zone_code")["zone_share"].sum().to_numpy() == pytest.approx(1.0)
+
+
+def test_one_thread_and_two_give_identical_atoms_and_crosswalks(synthetic) -> None:
+    zones, wards, agencies = synthetic.zones, synthetic.wards, synthetic.agencies
+    one = build_atoms(zones, wards, threads=1)
+    two = build_atoms(zones, wards, threads=2)
+    _same_atoms(one, two)
+    for build in (lambda t: build_crosswalk(one, agencies, threads=t),
+                  lambda t: build_crosswalk_via_cuts(one, wards, agencies, threads=t)):
+        pd.testing.assert_frame_equal(build(1), build(2), check_exact=True)
+    # The shortcut through whole cut units agrees with the atom-by-atom crosswalk.
+    via = build_crosswalk_via_cuts(two, wards, agencies)
+    direct = build_crosswalk(two, agencies)
+    merged = via.merge(direct, on=["atom_id", "target_code"], how="outer")
+    assert merged["weight_x"].fillna(0).to_numpy() == pytest.approx(
+        merged["weight_y"].fillna(0).to_numpy(), abs=2e-6
+    )
+
+
+def _strip(x1: float, x2: float) -> object:
+    return MultiPolygon([world.rect(x1, x2)])
+
+
+def test_a_gap_no_zone_covers_becomes_its_wards_gap_atom() -> None:
+    # Z2 stops 10 m short of W2's edge; W3 is reached by no zone at all.
+    zones = gpd.GeoDataFrame({"code": ["Z1", "Z2"]}, geometry=[_strip(0, 100), _strip(100, 190)],
+                             crs=27700)
+    wards = gpd.GeoDataFrame({"code": ["W1", "W2", "W3"]},
+                             geometry=[_strip(0, 150), _strip(150, 200), _strip(300, 310)],
+                             crs=27700)
+    atoms = build_atoms(zones, wards)
+    gaps = atoms[atoms["zone_code"].isna()]
+    assert gaps["cut_code"].tolist() == ["W2", "W3"]
+    assert gaps["area_m2"].tolist() == pytest.approx([1_000.0, 1_000.0])
+    assert (gaps["zone_share"] == 0).all()
+    assert atoms.groupby("cut_code")["area_m2"].sum().to_dict() == pytest.approx(
+        {"W1": 15_000.0, "W2": 5_000.0, "W3": 1_000.0}
+    )
+    assert atoms["atom_id"].tolist() == list(range(len(atoms)))
+    assert atoms.loc[atoms["cut_code"] == "W2", "zone_code"].fillna("gap").tolist() == ["gap", "Z2"]
+
+
+def test_a_gap_is_found_even_where_overlapping_zones_fill_the_sum() -> None:
+    # Z1 and Z2 overlap by 20 m (2,000 m²) and leave W1's last 10 m uncovered: the pieces' areas
+    # add up to more than the ward's, yet its 1,000 m² gap must still become an atom.
+    zones = gpd.GeoDataFrame({"code": ["Z1", "Z2"]}, geometry=[_strip(0, 120), _strip(100, 190)],
+                             crs=27700)
+    wards = gpd.GeoDataFrame({"code": ["W1"]}, geometry=[_strip(0, 200)], crs=27700)
+    atoms = build_atoms(zones, wards)
+    assert atoms["zone_code"].fillna("gap").tolist() == ["gap", "Z1", "Z2"]
+    assert atoms["area_m2"].tolist() == pytest.approx([1_000.0, 12_000.0, 9_000.0])
+
+
+def test_polygonal_keeps_polygon_parts_as_multipolygons() -> None:
+    tiny = box(0, 0, 0.001, 0.001)
+    geoms = np.array(
+        [box(0, 0, 1, 1), MultiPolygon([box(0, 0, 1, 1), box(2, 2, 3, 3)]),
+         GeometryCollection([box(0, 0, 1, 1), LineString([(0, 0), (1, 1)]), Point(3, 3)]),
+         Point(1, 1), Polygon(), None, tiny, MultiPolygon([box(5, 5, 6, 6), tiny])],
+        dtype=object,
+    )
+    out = polygonal(geoms, min_part_m2=0.01)
+    assert [g.geom_type for g in out] == ["MultiPolygon"] * len(geoms)
+    assert [len(g.geoms) for g in out] == [1, 2, 1, 0, 0, 0, 0, 1]
+    assert shapely.area(out).tolist() == pytest.approx([1, 2, 1, 0, 0, 0, 0, 1])
+    assert len(polygonal(geoms)[6].geoms) == 1  # no threshold: the tiny part stays

@@ -83,8 +83,11 @@ class ConservationReport:
                 )
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready totals (the line table is stored and served apart, and each publication
-        keeps its own inside and outside pence)."""
+        """JSON-ready totals of the run.
+
+        The line table is stored and served apart, and each publication keeps its own inside
+        and outside pence.
+        """
         short = self.lines["amount_pence"] != self.lines["allocated_pence"]
         out: dict[str, Any] = {
             "total_pence": self.total_pence,

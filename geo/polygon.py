@@ -1,6 +1,7 @@
-"""A polygon sent by a user (a drawn neighbourhood): GeoJSON in, a valid British National Grid
-MultiPolygon out, or an :class:`~domain.errors.InputError` that says what is wrong and how to fix
-it.
+"""A polygon sent by a user (a drawn neighbourhood): GeoJSON in, British National Grid out.
+
+The result is a valid MultiPolygon in EPSG:27700, or an :class:`~domain.errors.InputError` that
+says what is wrong and how to fix it.
 
 Accepted: a bare Polygon or MultiPolygon, a Feature holding one, or a FeatureCollection of
 exactly one such Feature. Coordinates are lon/lat (EPSG:4326, as RFC 7946 says) unless declared

@@ -13,8 +13,8 @@ from pathlib import Path
 import geopandas as gpd
 
 from boundaries import catalog, readers
-from geo.prepare import dissolve, prepare_boundaries
 from domain.errors import InputError
+from geo.prepare import dissolve, prepare_boundaries
 from placespend.progress import Step, quiet
 from store import boundaries as store_boundaries
 from store import reference, spend

@@ -117,8 +117,11 @@ def ensure_crosswalk(
 
 def _inputs_sha(lines: pd.DataFrame, request: RunRequest, atom_set: int,
                 proxies: pd.DataFrame) -> str:
-    """What decides a run's figures: the lines with their proxies, the proxy values, the atom
-    set and the algorithm version (never the target sets: publications are derived)."""
+    """The fingerprint of what decides a run's figures.
+
+    That is the lines with their proxies, the proxy values, the atom set and the algorithm
+    version; never the target sets (publications are derived from a run).
+    """
     h = hashlib.sha256()
     h.update(lines[["line_id", "amount_pence", "proxy"]].to_csv(index=False).encode())
     h.update(proxies.sort_values(["proxy", "unit_code"]).to_csv(index=False).encode())
@@ -279,8 +282,10 @@ def publish(
 
 
 def line_spread(conn: Connection, run_id: int, line_id: int) -> pd.DataFrame:
-    """One line's pence per atom (atom_id, zone_code, cut_code, amount_pence), derived from the
-    run's stored inputs exactly as the run placed it."""
+    """One line's pence per atom (atom_id, zone_code, cut_code, amount_pence).
+
+    Derived from the run's stored inputs exactly as the run placed it.
+    """
     run = runs.get_run(conn, run_id)
     lines = runs.run_line_inputs(conn, run_id)
     if line_id not in set(lines["line_id"]):

@@ -62,5 +62,6 @@ def test_run_again_reports_the_same_run(
     assert main(["run", "--report"]) == 0
     err = capsys.readouterr().err
     assert "already computed (same inputs)" in err
-    assert "already public: hackney-wards-2014-spend-2014-15, london-wards-2014-spend-2014-15" in err
+    assert ("already public: hackney-wards-2014-spend-2014-15, "
+            "london-wards-2014-spend-2014-15") in err
     assert "total 523,055,700,000p = allocated 523,055,700,000p + unallocated 0p" in err

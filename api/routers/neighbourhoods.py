@@ -80,8 +80,11 @@ def save_neighbourhood(
     name: Annotated[str | None, Query(description="Name (default: the Feature's name)")] = None,
     crs: CrsParam = None,
 ) -> JSONResponse:
-    """Keep the polygon in a neighbourhood set (created on first use); publish a run to it with
-    ``placespend publish RUN --to SET`` and it is served like any other collection."""
+    """Keep the polygon in a neighbourhood set (created on first use).
+
+    Publish a run to the set with ``placespend publish RUN --to SET`` and it is served like any
+    other collection.
+    """
     check_known(request, frozenset({"name", "crs"}))
     saved = neighbourhoods.save_geojson(conn, set_id, body, crs, name)
     base = base_url(request)

@@ -1,5 +1,4 @@
-"""Runs: each computed apportionment, its parameters, its publications and its conservation
-report.
+"""Runs: each computed apportionment, its parameters, publications and conservation report.
 
 A run never changes once made, so these answers carry the provenance behind every figure a
 collection serves: which lines, which proxies, and where every penny went. The report's line
@@ -14,8 +13,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from api.http import base_url, cached, etag, json_response, link
 from api.deps import ConnDep
+from api.http import base_url, cached, etag, json_response, link
 from placespend.runs import line_spread
 from store import runs as store
 

@@ -119,6 +119,7 @@ def _print_publications(conn: object, run_id: int) -> None:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Compute a year's run (publications derived, none made public unless --publish)."""
+    from placespend import distributed
     from placespend.runs import DEFAULT_TARGETS, RunRequest, make_run, publish
     from store.db import connect
     from store.runs import get_run
@@ -128,25 +129,33 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                     "target_sets": tuple(args.to) if args.to else DEFAULT_TARGETS}
     if args.proxy_table:
         kwargs["proxy_table"] = Path(args.proxy_table)
-    with connect(url) as conn:
-        result = make_run(conn, RunRequest(**kwargs), step=step)
-        state = "computed" if result.created else "already computed (same inputs)"
-        console.print(f"run {result.run_id} {state}")
-        public = [c["id"] for c in get_run(conn, result.run_id)["collections"] if c["current"]]
-        if args.publish:
-            ids = publish(conn, result.run_id, list(kwargs["target_sets"]), step=step)
-            console.print(f"published: {', '.join(ids)}")
-        elif public:
-            console.print(f"already public: {', '.join(public)}")
-        else:
-            console.print(
-                f"not published: the public collections are unchanged. See it at "
-                f"/collections/{{id}}?run={result.run_id}, publish it with "
-                f"`placespend publish {result.run_id}`"
-            )
-        if args.report:
-            _print_conservation(conn, result.run_id, result.conservation)
-        _print_publications(conn, result.run_id)
+    client = distributed.connect(settings.dask_scheduler)
+    try:
+        if client is not None:
+            console.print(f"apportioning on the dask cluster at {client.scheduler.address}")
+        with connect(url) as conn:
+            result = make_run(conn, RunRequest(**kwargs), step=step, client=client)
+            state = "computed" if result.created else "already computed (same inputs)"
+            console.print(f"run {result.run_id} {state}")
+            public = [c["id"] for c in get_run(conn, result.run_id)["collections"]
+                      if c["current"]]
+            if args.publish:
+                ids = publish(conn, result.run_id, list(kwargs["target_sets"]), step=step)
+                console.print(f"published: {', '.join(ids)}")
+            elif public:
+                console.print(f"already public: {', '.join(public)}")
+            else:
+                console.print(
+                    f"not published: the public collections are unchanged. See it at "
+                    f"/collections/{{id}}?run={result.run_id}, publish it with "
+                    f"`placespend publish {result.run_id}`"
+                )
+            if args.report:
+                _print_conservation(conn, result.run_id, result.conservation)
+            _print_publications(conn, result.run_id)
+    finally:
+        if client is not None:
+            client.close()
     return 0
 
 

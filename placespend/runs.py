@@ -20,6 +20,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -39,6 +40,9 @@ from store import atoms as store_atoms
 from store import boundaries as store_boundaries
 from store import reference, runs, spend
 from store.db import Connection
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 RESIDENTS = pipeline.RESIDENTS
 #: Target sets a run is published to when none are named.
@@ -72,8 +76,12 @@ def collection_id(target_set: str, financial_year: str) -> str:
     return f"{target_set}-spend-{financial_year}"
 
 
-def ensure_atoms(conn: Connection, zone_set: str, cut_set: str, step: Step = quiet) -> int:
-    """Id of the atom set cutting ``zone_set`` by ``cut_set``, building and storing it once."""
+def ensure_atoms(conn: Connection, zone_set: str, cut_set: str, step: Step = quiet,
+                 client: Client | None = None) -> int:
+    """Id of the atom set cutting ``zone_set`` by ``cut_set``, building and storing it once.
+
+    With a dask ``client`` the atoms are cut on its cluster (the same atoms, to the bit).
+    """
     slug = f"{zone_set}--{cut_set}"
     found = store_atoms.find_atom_set(conn, slug)
     if found is not None:
@@ -81,7 +89,12 @@ def ensure_atoms(conn: Connection, zone_set: str, cut_set: str, step: Step = qui
     with step(f"Cutting {zone_set} by {cut_set} into atoms"):
         zones = store_boundaries.read_boundaries(conn, zone_set)
         cuts = store_boundaries.read_boundaries(conn, cut_set)
-        atoms = build_atoms(zones, cuts)
+        if client is None:
+            atoms = build_atoms(zones, cuts)
+        else:
+            from placespend import distributed
+
+            atoms = distributed.build_atoms(client, zones, cuts)
     with step(f"Storing {len(atoms):,} atoms"), conn.transaction():
         return store_atoms.save_atoms(
             conn,
@@ -130,8 +143,8 @@ def _inputs_sha(lines: pd.DataFrame, request: RunRequest, atom_set: int,
     return h.hexdigest()
 
 
-def _inputs(conn: Connection, request: RunRequest, step: Step) -> tuple[
-        pipeline.Inputs, int, pd.DataFrame]:
+def _inputs(conn: Connection, request: RunRequest, step: Step,
+            client: Client | None) -> tuple[pipeline.Inputs, int, pd.DataFrame]:
     lines = spend.lines_for_year(conn, request.financial_year)
     if lines.empty:
         raise InputError(
@@ -140,7 +153,7 @@ def _inputs(conn: Connection, request: RunRequest, step: Step) -> tuple[
         )
     table = readers.read_proxy_table(request.proxy_table)
     lines["proxy"] = choose_proxies(lines, table).to_numpy()
-    atom_set_id = ensure_atoms(conn, request.zone_set, request.cut_set, step)
+    atom_set_id = ensure_atoms(conn, request.zone_set, request.cut_set, step, client)
     atoms = store_atoms.read_atoms(conn, atom_set_id)
     values = reference.proxy_values(conn, store_boundaries.set_id(conn, request.zone_set))
     if RESIDENTS not in set(values["proxy"]):
@@ -160,20 +173,30 @@ def _inputs(conn: Connection, request: RunRequest, step: Step) -> tuple[
     return inputs, atom_set_id, table
 
 
-def make_run(conn: Connection, request: RunRequest, step: Step = quiet) -> RunResult:
+def make_run(conn: Connection, request: RunRequest, step: Step = quiet,
+             client: Client | None = None) -> RunResult:
     """Compute the year's run once (or find it), with its publications to ``target_sets``.
 
-    No public collection changes: call :func:`publish` for that.
+    No public collection changes: call :func:`publish` for that. With a dask ``client``
+    (``placespend.distributed.connect``) atoms are cut and lines apportioned on its cluster;
+    the run is the same to the penny (and so is its fingerprint).
     """
-    inputs, atom_set_id, table = _inputs(conn, request, step)
+    inputs, atom_set_id, table = _inputs(conn, request, step, client)
     sha = _inputs_sha(inputs.lines, request, atom_set_id, inputs.proxy_values)
     existing = runs.find_run(conn, sha)
     if existing is not None:
         run_id = int(existing["id"])
         created = False
     else:
-        with step(f"Apportioning {len(inputs.lines):,} lines over {len(inputs.atoms):,} atoms"):
-            result = pipeline.compute(inputs)
+        where = "" if client is None else " on the dask cluster"
+        with step(f"Apportioning {len(inputs.lines):,} lines over {len(inputs.atoms):,} atoms"
+                  f"{where}"):
+            if client is None:
+                result = pipeline.compute(inputs)
+            else:
+                from placespend import distributed
+
+                result = distributed.compute(client, inputs)
         bodies = sorted(set(inputs.lines["body"]))
         params = {
             "financial_year": request.financial_year,

@@ -19,3 +19,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     max_items: int = Field(default=10_000, description="largest page /items will serve")
+    dask_scheduler: str | None = Field(
+        default=None,
+        description=(
+            "dask.distributed scheduler to build atoms and apportion on: an address such as "
+            "tcp://host:8786, or 'local' for two worker processes on this machine; unset, "
+            "everything runs in this process"
+        ),
+    )

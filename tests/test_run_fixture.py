@@ -41,6 +41,14 @@ def _load_world(url: str) -> None:
                                set_ids={"fx-borough": borough_id, "fx-wards": wards_id})
 
 
+def _new_world_db(tmp_path: Path) -> str:
+    from tests.conftest import _new_database
+
+    url = _new_database(f"placespend_test_world_{abs(hash(str(tmp_path))) % 10**8}")
+    _load_world(url)
+    return url
+
+
 @pytest.fixture()
 def world_db(fresh_db: str, tmp_path: Path) -> tuple[str, RunRequest]:
     _load_world(fresh_db)
@@ -205,3 +213,29 @@ def test_a_missing_parent_code_is_stored_as_null(fresh_db: str) -> None:
         sb.save_boundary_set(conn, _meta("fx-wards", "ward"), frame)
         rows = conn.execute("SELECT code, parent_code FROM boundary ORDER BY code").fetchall()
     assert [(r["code"], r["parent_code"]) for r in rows] == [("W1", None), ("W2", "B")]
+
+
+def test_a_run_on_a_dask_cluster_is_the_same_run(world_db, tmp_path: Path) -> None:
+    from placespend import distributed
+
+    url, request = world_db
+    other = _new_world_db(tmp_path)
+    client = distributed.connect("local")  # the PLACESPEND_DASK_SCHEDULER=local path
+    try:
+        with connect(other) as conn:
+            on_cluster = make_run(conn, request, client=client)
+            cluster_rows = conn.execute(
+                "SELECT atom_id, slice_id, amount_pence FROM atom_allocation WHERE run_id = %s"
+                " ORDER BY 1, 2", (on_cluster.run_id,)).fetchall()
+            cluster_sha = store_runs.get_run(conn, on_cluster.run_id)["inputs_sha256"]
+    finally:
+        client.close()
+    with connect(url) as conn:
+        here = make_run(conn, request)
+        rows = conn.execute(
+            "SELECT atom_id, slice_id, amount_pence FROM atom_allocation WHERE run_id = %s"
+            " ORDER BY 1, 2", (here.run_id,)).fetchall()
+        sha = store_runs.get_run(conn, here.run_id)["inputs_sha256"]
+    assert cluster_rows == rows and len(rows) > 0
+    assert cluster_sha == sha
+    assert on_cluster.conservation == here.conservation

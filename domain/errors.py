@@ -21,6 +21,10 @@ class PlacespendError(Exception):
         self.where = where
         super().__init__(self.one_line())
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle with cause, fix and where (errors cross processes on a dask cluster)."""
+        return (_rebuild, (type(self), self.cause, self.fix, self.where))
+
     def one_line(self) -> str:
         """Render as the single line the CLI prints."""
         where = f" [{self.where}]" if self.where else ""
@@ -30,6 +34,11 @@ class PlacespendError(Exception):
     def as_dict(self) -> dict[str, str | None]:
         """Render for a JSON error body."""
         return {"code": self.code, "cause": self.cause, "where": self.where, "fix": self.fix}
+
+
+def _rebuild(kind: type[PlacespendError], cause: str, fix: str,
+             where: str | None) -> PlacespendError:
+    return kind(cause, fix, where=where)
 
 
 class SetupError(PlacespendError):

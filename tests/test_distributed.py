@@ -190,6 +190,19 @@ def test_compute_on_the_cluster_equals_the_single_pass(client, inputs) -> None:
         _same_run(dist.compute(client, inputs, partitions=partitions), want)
 
 
+def test_categorical_lines_on_the_cluster_equal_the_single_pass(client, inputs) -> None:
+    # Text columns may be Categorical (categories here in reverse order): slices are still
+    # numbered in sorted order, and the outcomes' text columns are the single pass's.
+    lines = inputs.lines.copy()
+    for col in ("body", "cofog_code", "area_set", "area_code", "proxy", "line"):
+        lines[col] = pd.Categorical(lines[col], categories=sorted(set(lines[col]), reverse=True))
+    coded = pipeline.Inputs(lines, inputs.atoms, inputs.proxy_values, inputs.membership,
+                            inputs.cut_set)
+    want = pipeline.compute(coded)
+    for partitions in (None, 7):
+        _same_run(dist.compute(client, coded, partitions=partitions), want)
+
+
 def test_every_line_adds_back_on_the_cluster(client, inputs) -> None:
     run = dist.compute(client, inputs, partitions=3)
     a = run.apportionment
@@ -249,3 +262,12 @@ def test_connect_follows_the_setting(client, monkeypatch) -> None:
         assert sum(other.nthreads().values()) == 2
     finally:
         other.close()
+
+
+def test_domain_errors_keep_their_fix_across_processes() -> None:
+    import pickle
+
+    from domain.errors import InputError
+
+    err = pickle.loads(pickle.dumps(InputError("cause", "the fix", where="row 3")))
+    assert (type(err), err.cause, err.fix, err.where) == (InputError, "cause", "the fix", "row 3")

@@ -229,14 +229,8 @@ def _plan(
     set_codes, set_values = _factorize(lines["area_set"])
     code_codes, code_values = _factorize(lines["area_code"])
     proxy_codes, proxy_values = _factorize(lines["proxy"])
-    named = set(proxy_values) | ({np.nan} if (proxy_codes < 0).any() else set())
-    missing = sorted(named - set(proxies.columns))
-    if missing:
-        raise InputError(
-            f"proxy {missing[0]!r} is named in the proxy table but not loaded",
-            "load that proxy or change the proxy table to one of: "
-            + ", ".join(sorted(map(str, proxies.columns))),
-        )
+    _check_proxies(set(proxy_values) | ({np.nan} if (proxy_codes < 0).any() else set()),
+                   proxies)
     line_group, first = _number(
         [(set_codes, len(set_values)), (code_codes, len(code_values)),
          (proxy_codes, len(proxy_values))]
@@ -354,8 +348,15 @@ def _outcomes(lines: pd.DataFrame, plan: _Plan, cut_set: str) -> pd.DataFrame:
     )
 
 
-def _check_inputs(lines: pd.DataFrame) -> None:
-    """Refuse a run with a line id used twice, or more pence than float64 sums exactly."""
+def check_lines(lines: pd.DataFrame, proxies: pd.DataFrame) -> None:
+    """Refuse what only the whole run can show, before any work.
+
+    That is a line id used twice, more pence than float64 sums exactly, or a proxy that is
+    named but not loaded.
+
+    :func:`apportion` calls it; so does anything that splits a run into parts
+    (``placespend.distributed``) before handing the parts to :func:`apportion`.
+    """
     ids = lines["line_id"].to_numpy()
     if len(ids) > 1 and not (ids[1:] > ids[:-1]).all():
         ordered = np.sort(ids)
@@ -368,6 +369,17 @@ def _check_inputs(lines: pd.DataFrame) -> None:
         raise InputError(
             "the lines of this run add up to more pence than can be summed exactly (2**52)",
             "split the run by year or body",
+        )
+    _check_proxies(set(lines["proxy"].unique()), proxies)
+
+
+def _check_proxies(named: set, proxies: pd.DataFrame) -> None:
+    missing = sorted(named - set(proxies.columns), key=str)
+    if missing:
+        raise InputError(
+            f"proxy {missing[0]!r} is named in the proxy table but not loaded",
+            "load that proxy or change the proxy table to one of: "
+            + ", ".join(sorted(map(str, proxies.columns))),
         )
 
 
@@ -395,7 +407,7 @@ def apportion(
     each reporting area. ``cut_set``: slug of the boundary set the atoms were cut by (lines
     reported for its units are ``direct``).
     """
-    _check_inputs(lines)
+    check_lines(lines, proxies)
     lines = _in_line_order(lines)
     plan = _plan(lines, atoms, proxies, membership, cut_set)
     outcomes = _outcomes(lines, plan, cut_set)

@@ -61,6 +61,9 @@ CREATE TABLE atom_allocation (
     FOREIGN KEY (run_id, slice_id) REFERENCES run_slice
 );
 
+-- A drawn polygon reads the atoms of the wards it touches.
+CREATE INDEX atom_cut_idx ON atom (atom_set_id, cut_code);
+
 -- Publications: one run seen through one target set, served as an OGC API collection.
 CREATE TABLE collection (
     id              text NOT NULL CHECK (id ~ '^[a-z0-9][a-z0-9_-]*$'),   -- no dots: QGIS

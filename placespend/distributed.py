@@ -50,11 +50,11 @@ import numpy.typing as npt
 import pandas as pd
 import shapely
 
-from allocation.apportion import Apportionment, apportion, atom_proxy_values
+from allocation.apportion import Apportionment, apportion, atom_proxy_values, check_lines
 from allocation.conservation import ConservationReport
-from allocation.money import MAX_EXACT_PENCE, group_sum
+from allocation.money import group_sum
 from allocation.pipeline import Inputs, Run
-from domain.errors import ConservationError, InputError, PlacespendError
+from domain.errors import ConservationError, PlacespendError
 from geo.atoms import atom_pieces, finish_atoms
 
 #: Partitions per worker thread when none are asked for: a few each, so a slow one evens out.
@@ -196,27 +196,6 @@ def _apportion_part(
     if len(product) and product["atom_id"].min() >= 0 and product["atom_id"].max() < 2**31:
         narrow["atom_id"] = np.int32
     return Apportionment(product.astype(narrow), done.slices, done.outcomes)
-
-
-def _check_lines(lines: pd.DataFrame, proxies: pd.DataFrame) -> None:
-    """What only the whole run can show: ids used twice, a sum too large, a proxy not loaded."""
-    if lines["line_id"].duplicated().any():
-        dup = int(lines.loc[lines["line_id"].duplicated(), "line_id"].iloc[0])
-        raise InputError(f"line {dup} appears twice in one run", "give every line its own id")
-    if len(lines) and np.abs(lines["amount_pence"].to_numpy(dtype=np.int64)).sum(
-        dtype=np.float64
-    ) >= MAX_EXACT_PENCE // 2:
-        raise InputError(
-            "the lines of this run add up to more pence than can be summed exactly (2**52)",
-            "split the run by year or body",
-        )
-    missing = sorted(set(lines["proxy"].unique()) - set(proxies.columns))
-    if missing:
-        raise InputError(
-            f"proxy {missing[0]!r} is named in the proxy table but not loaded",
-            "load that proxy or change the proxy table to one of: "
-            + ", ".join(sorted(map(str, proxies.columns))),
-        )
 
 
 def line_partitions(
@@ -368,7 +347,7 @@ def compute(
     """
     proxies = atom_proxy_values(inputs.atoms, inputs.proxy_values)
     lines = inputs.lines
-    _check_lines(lines, proxies)
+    check_lines(lines, proxies)
     atoms = inputs.atoms
     if isinstance(atoms, gpd.GeoDataFrame):  # geometry is not needed to apportion
         atoms = pd.DataFrame(atoms.drop(columns=atoms.geometry.name))

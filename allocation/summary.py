@@ -97,24 +97,26 @@ def feature_properties(
     per_body = pence_by(by_slice["body"].astype(str), bodies)
     per_method = pence_by(by_slice["method"].astype(str), SHARE_METHODS)
 
-    out = pd.DataFrame({"code": codes, "name": targets["name"].to_numpy()})
-    out["population"] = np.rint(people).astype(np.int64)
-    out["total"] = total / 100
+    columns: dict[str, np.ndarray] = {"code": codes, "name": targets["name"].to_numpy()}
+    columns["population"] = np.rint(people).astype(np.int64)
+    columns["total"] = total / 100
     # Whole pence, written as a JSON number with ".0": QGIS 3.22 and GDAL 3.6 guess a field's
     # type from the first features they see and took small ward totals for 32-bit integers,
     # wrapping every ward over £21.47m. A float64 holds whole pence exactly up to 2**53.
-    out["total_pence"] = total.astype(np.float64)
+    columns["total_pence"] = total.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["per_head"] = np.where(people > 0, np.round(total / 100 / people, 2), np.nan)
+        per_head = np.where(people > 0, np.round(total / 100 / people, 2), np.nan)
+    # None, not NaN, where there is no population: JSON has no NaN.
+    columns["per_head"] = np.where(np.isnan(per_head), None, per_head.astype(object))
     for i, division in enumerate(COFOG_DIVISIONS):
-        out[f"cofog_{division}"] = divisions[:, i] / 100
+        columns[f"cofog_{division}"] = divisions[:, i] / 100
     for i, body in enumerate(bodies):
-        out[f"body_{body}"] = per_body[:, i] / 100
-    for i, method in enumerate(SHARE_METHODS):
-        with np.errstate(divide="ignore", invalid="ignore"):
+        columns[f"body_{body}"] = per_body[:, i] / 100
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i, method in enumerate(SHARE_METHODS):
             share = np.where(total != 0, per_method[:, i] / total, 0.0)
-        out[f"share_{method}"] = np.round(share, 6)
-    out["per_head"] = out["per_head"].astype(object).where(out["per_head"].notna(), None)
+            columns[f"share_{method}"] = np.round(share, 6)
+    out = pd.DataFrame(columns)
     return out
 
 

@@ -219,11 +219,13 @@ class Built:
 
 
 def cache_atoms(geo: synthetic.Synthetic, built: Built) -> Built:
-    """The built atoms as the store keeps them: no geometry, proxies worked out once."""
+    """The built atoms as a cache keeps them: no geometry, proxies worked out once, the
+    reporting areas' codes as categoricals (read once, compared by number)."""
     from allocation.apportion import atom_proxy_values
 
     table = pd.DataFrame(built.atoms.drop(columns="geometry"))
-    return dataclasses.replace(built, atom_table=table,
+    membership = built.membership.astype({"set": "category", "code": "category"})
+    return dataclasses.replace(built, atom_table=table, membership=membership,
                                atom_proxies=atom_proxy_values(table, geo.proxy_values))
 
 
@@ -254,7 +256,7 @@ def placespend_apportion(
         run = pipeline.compute(inputs)
     with clock(times, "publish"):
         pub = pipeline.publish(run, WARD_SET, built.ward_xw, units(geo.wards),
-                               sorted(set(lines["body"])))
+                               sorted(map(str, lines["body"].unique())))
     return run, pub
 
 

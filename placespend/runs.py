@@ -165,7 +165,7 @@ def _inputs(conn: Connection, request: RunRequest, step: Step,
         [
             ensure_crosswalk(conn, atom_set_id, area_set, step).assign(set=area_set)
             .rename(columns={"target_code": "code"})
-            for area_set in sorted(set(lines["area_set"]))
+            for area_set in sorted(map(str, lines["area_set"].unique()))
         ],
         ignore_index=True,
     )
@@ -197,7 +197,7 @@ def make_run(conn: Connection, request: RunRequest, step: Step = quiet,
                 from placespend import distributed
 
                 result = distributed.compute(client, inputs)
-        bodies = sorted(set(inputs.lines["body"]))
+        bodies = sorted(map(str, inputs.lines["body"].unique()))
         params = {
             "financial_year": request.financial_year,
             "zone_set": request.zone_set,
@@ -311,7 +311,7 @@ def line_spread(conn: Connection, run_id: int, line_id: int) -> pd.DataFrame:
     """
     run = runs.get_run(conn, run_id)
     lines = runs.run_line_inputs(conn, run_id)
-    if line_id not in set(lines["line_id"]):
+    if not (lines["line_id"] == line_id).any():
         raise NotFound(f"line {line_id} is not in run {run_id}",
                        f"list the run's lines: GET /runs/{run_id}/lines")
     atom_set = store_atoms.get_atom_set(conn, int(run["atom_set_id"]))

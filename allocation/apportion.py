@@ -58,7 +58,6 @@ from allocation.money import (
 )
 from domain.errors import ConservationError, InputError
 
-METHODS = ("direct", "proxy", "area")
 #: Dense (atom x slice) accumulators up to this many cells; sparser products are sorted.
 DENSE_CELLS = 64_000_000
 #: A spread with fewer cells than 1/SPARSE_RATIO of the dense table is listed and sorted instead.

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from allocation.apportion import Apportionment, apportion, atom_proxy_values
-from allocation.conservation import ConservationReport, TargetOutcome
+from allocation.conservation import LINE_COLUMNS, ConservationReport, TargetOutcome
 from allocation.crosswalk import target_values, to_targets
-from allocation.summary import feature_properties
+from allocation.summary import budget, feature_properties
 from domain.errors import ConservationError
 
 #: The proxy every population figure (``population``, ``per_head``) is taken from.
@@ -59,6 +59,16 @@ class Run:
     proxies: pd.DataFrame  # indexed by atom_id, one column per proxy
     report: ConservationReport
 
+    @classmethod
+    def stored(cls, product: pd.DataFrame, slices: pd.DataFrame, proxies: pd.DataFrame) -> Run:
+        """A run read back from the store: its product and slices, not its line outcomes.
+
+        That is everything :func:`publish` and :func:`area_budget` need.
+        """
+        outcomes = pd.DataFrame(columns=list(LINE_COLUMNS))
+        return cls(Apportionment(product, slices, outcomes), proxies,
+                   ConservationReport(outcomes))
+
 
 @dataclass(frozen=True)
 class Publication:
@@ -84,13 +94,11 @@ def compute(inputs: Inputs) -> Run:
     return Run(result, proxies, report)
 
 
-def publish(
-    run: Run, target_set: str, crosswalk: pd.DataFrame, units: pd.DataFrame, bodies: list[str]
-) -> Publication:
-    """Sum a run's atom product into ``target_set`` (units: code, name) through ``crosswalk``.
+def _through(run: Run, crosswalk: pd.DataFrame, label: str) -> tuple[pd.DataFrame, int,
+                                                                     pd.Series]:
+    """A run through a crosswalk: (target pence per slice, outside pence, residents per target).
 
-    Needs only the product, its slices and the atoms' proxies, so a stored run can be published
-    to any boundary set later without re-running. Inside + outside always equals the product.
+    Checks that inside + outside is every penny the atoms hold.
     """
     a = run.apportionment
     target_alloc, outside = to_targets(a.product, crosswalk, n_slices=len(a.slices))
@@ -98,19 +106,46 @@ def publish(
         population = target_values(run.proxies[[RESIDENTS]], crosswalk)[RESIDENTS]
     else:
         population = pd.Series(dtype=float)
-    features = feature_properties(target_alloc, a.slices, units, population, bodies)
     inside = int(target_alloc["amount_pence"].sum())
     held = int(a.product["amount_pence"].sum())
     if inside + outside != held:
         raise ConservationError(
-            f"target {target_set}: {inside}p inside + {outside}p outside != {held}p in the "
-            "atoms", "report this as a bug; nothing was published",
+            f"{label}: {inside}p inside + {outside}p outside != {held}p in the atoms",
+            "report this as a bug; nothing was published",
         )
+    return target_alloc, outside, population
+
+
+def publish(
+    run: Run, target_set: str, crosswalk: pd.DataFrame, units: pd.DataFrame, bodies: list[str]
+) -> Publication:
+    """Sum a run's atom product into ``target_set`` (units: code, name) through ``crosswalk``.
+
+    Needs only the product, its slices and the atoms' proxies (:meth:`Run.stored`), so a stored
+    run can be published to any boundary set later without re-running. Inside + outside always
+    equals the product.
+    """
+    target_alloc, outside, population = _through(run, crosswalk, f"target {target_set}")
+    features = feature_properties(target_alloc, run.apportionment.slices, units, population,
+                                  bodies)
     outcome = TargetOutcome(
         target_set=target_set,
         features=len(units),
-        allocated_pence=inside,
+        allocated_pence=int(target_alloc["amount_pence"].sum()),
         outside_pence=outside,
         reason="allocated to atoms outside every unit of this set" if outside else None,
     )
     return Publication(target_set, target_alloc, outside, features, outcome)
+
+
+def area_budget(run: Run, crosswalk: pd.DataFrame) -> dict[str, object]:
+    """The budget of one area (a drawn polygon) whose crosswalk has one target code.
+
+    ``run`` needs to hold only the atoms the crosswalk touches. Returns the figures of
+    :func:`allocation.summary.budget` and ``outside_pence``: the touched atoms' pence that lie
+    outside the area.
+    """
+    target_alloc, outside, population = _through(run, crosswalk, "the area")
+    figures = budget(target_alloc[["slice_id", "amount_pence"]], run.apportionment.slices,
+                     float(population.sum()))
+    return {"outside_pence": outside, **figures}

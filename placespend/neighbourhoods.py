@@ -19,12 +19,11 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 
+from allocation import pipeline
 from allocation.apportion import atom_proxy_values
-from allocation.crosswalk import target_values, to_targets
-from allocation.pipeline import RESIDENTS
-from allocation.summary import budget as summarise
 from domain.errors import DuplicateUpload, InputError, NotFound
 from geo.crosswalk import build_crosswalk_via_cuts
 from geo.polygon import polygon_from_geojson
@@ -55,9 +54,9 @@ def _run_id(conn: Connection, run_id: int | None) -> int:
 def budget(conn: Connection, polygon: shapely.Geometry, run_id: int | None = None) -> dict:
     """The budget inside ``polygon`` (EPSG:27700) from ``run_id`` (default: the current run).
 
-    Returns run, area_m2, atoms (touched) and atoms_split (straddling the edge), outside_pence
-    (of the touched atoms' pence, the part outside the polygon), and the figures of
-    :func:`allocation.summary.budget`.
+    Returns run, area_m2, atoms (touched), atoms_split (straddling the edge) and the figures
+    of :func:`allocation.pipeline.area_budget` (outside_pence: of the touched atoms' pence, the
+    part outside the polygon).
     """
     run_id = _run_id(conn, run_id)
     run = runs.get_run(conn, run_id)
@@ -67,33 +66,24 @@ def budget(conn: Connection, polygon: shapely.Geometry, run_id: int | None = Non
     units = gpd.GeoDataFrame({"code": [DRAWN], "name": [DRAWN], "parent_code": [None]},
                              geometry=[polygon], crs=27700)
     slices = runs.run_slices(conn, run_id)
-    if cuts.empty:
-        xw = None
-    else:
-        atoms = store_atoms.read_atoms(conn, int(run["atom_set_id"]), geometry=True,
-                                       cut_codes=list(cuts["code"]))
+    atoms = store_atoms.read_atoms(conn, int(run["atom_set_id"]), geometry=True,
+                                   cut_codes=list(cuts["code"]))
+    if len(cuts):
         xw = build_crosswalk_via_cuts(atoms, cuts, units)
-    if xw is None or xw.empty:
-        empty = summarise(slices.iloc[:0].assign(amount_pence=0)[["slice_id", "amount_pence"]],
-                          slices, 0.0)
-        return {"run": run_id, "area_m2": round(float(shapely.area(polygon)), 1), "atoms": 0,
-                "atoms_split": 0, "outside_pence": 0, **empty}
+    else:  # nowhere near the run's geography: nothing inside
+        xw = pd.DataFrame({"atom_id": pd.Series(dtype=np.int64), "target_code": DRAWN,
+                           "weight": pd.Series(dtype=np.float64)})
     touched = atoms.loc[atoms["atom_id"].isin(xw["atom_id"])]
     product = runs.run_product(conn, run_id, atom_ids=[int(a) for a in touched["atom_id"]])
-    inside, outside = to_targets(product, xw, n_slices=len(slices))
     zones = sorted({z for z in touched["zone_code"] if isinstance(z, str)})
     values = reference.proxy_values(conn, int(atom_set["zone_set_id"]), codes=zones)
-    proxies = atom_proxy_values(touched, values)
-    population = 0.0
-    if RESIDENTS in proxies.columns:
-        population = float(target_values(proxies[[RESIDENTS]], xw)[RESIDENTS].sum())
-    figures = summarise(inside[["slice_id", "amount_pence"]], slices, population)
+    stored = pipeline.Run.stored(product, slices, atom_proxy_values(touched, values))
+    figures = pipeline.area_budget(stored, xw)
     return {
         "run": run_id,
         "area_m2": round(float(shapely.area(polygon)), 1),
         "atoms": int(len(touched)),
         "atoms_split": int((xw["weight"] < 1.0).sum()),
-        "outside_pence": int(outside),
         **figures,
     }
 

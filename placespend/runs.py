@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from allocation import pipeline
-from allocation.apportion import Apportionment, atom_proxy_values, choose_proxies
+from allocation.apportion import atom_proxy_values, choose_proxies
 from allocation.apportion import line_spread as spread_one_line
-from allocation.conservation import LINE_COLUMNS, ConservationReport
 from allocation.summary import property_schema
 from boundaries import catalog, readers
 from domain.errors import InputError, NotFound
@@ -243,10 +242,7 @@ def derive_publications(
         atoms = store_atoms.read_atoms(conn, int(run["atom_set_id"]))
         zone_set_id = store_atoms.get_atom_set(conn, int(run["atom_set_id"]))["zone_set_id"]
         proxies = atom_proxy_values(atoms, reference.proxy_values(conn, zone_set_id))
-        computed = pipeline.Run(
-            Apportionment(product, slices, pd.DataFrame()), proxies,
-            ConservationReport(pd.DataFrame(columns=list(LINE_COLUMNS))),
-        )
+        computed = pipeline.Run.stored(product, slices, proxies)
         bodies = list(run["params"]["bodies"])
         divisions = reference.cofog_divisions(conn)
         body_names = {slug: row["name"] for slug, row in reference.bodies(conn).items()}

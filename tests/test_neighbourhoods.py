@@ -188,3 +188,13 @@ def test_a_body_that_is_not_json_is_a_400(client: TestClient) -> None:
                     headers={"content-type": "application/json"})
     assert r.status_code == 400
     assert json.loads(r.text)["fix"]
+
+
+def test_a_polygon_outside_the_runs_geography_is_an_empty_budget(client: TestClient) -> None:
+    # Edinburgh: in Great Britain, nowhere near London's atoms.
+    r = client.post("/neighbourhoods/budget", json={"type": "Polygon", "coordinates": [[
+        [-3.22, 55.94], [-3.17, 55.94], [-3.17, 55.96], [-3.22, 55.96], [-3.22, 55.94]]]})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert (got["atoms"], got["total_pence"], got["outside_pence"]) == (0, 0, 0)
+    assert got["per_head"] is None and got["by_body_pence"] == {}

@@ -306,7 +306,7 @@ def line_spread(conn: Connection, run_id: int, line_id: int) -> pd.DataFrame:
     Derived from the run's stored inputs exactly as the run placed it.
     """
     run = runs.get_run(conn, run_id)
-    lines = runs.run_line_inputs(conn, run_id)
+    lines = spend.read_lines(conn, run_id=run_id)
     if not (lines["line_id"] == line_id).any():
         raise NotFound(f"line {line_id} is not in run {run_id}",
                        f"list the run's lines: GET /runs/{run_id}/lines")

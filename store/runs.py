@@ -18,6 +18,7 @@ from psycopg.types.json import Json, Jsonb
 from domain.errors import NotFound
 from store.copy import copy_integers
 from store.db import Connection
+from store.spend import LINE_JOINS
 
 _RUN_LOCK = 7_311_943  # advisory lock: one run or publication written at a time
 
@@ -195,8 +196,8 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def run_lines(conn: Connection, run_id: int, *, limit: int | None = None,
-              offset: int = 0) -> pd.DataFrame:
-    """The run's conservation table, one row per source line, ordered by line id.
+              offset: int = 0, line_id: int | None = None) -> pd.DataFrame:
+    """The run's conservation table, one row per source line (or just ``line_id``), by id.
 
     Columns: line_id, body, line, cofog_code, area, amount_pence, allocated_pence,
     unallocated_pence, method, proxy, reason, source_row.
@@ -205,11 +206,10 @@ def run_lines(conn: Connection, run_id: int, *, limit: int | None = None,
         "SELECT r.line_id, b.slug AS body, l.line, l.cofog_code,"
         " s.slug || ':' || l.area_code AS area, l.amount_pence, r.allocated_pence,"
         " l.amount_pence - r.allocated_pence AS unallocated_pence, r.method, r.proxy,"
-        " r.reason, l.source_row"
-        " FROM run_line r JOIN spend_line l ON l.id = r.line_id"
-        " JOIN body b ON b.id = l.body_id JOIN boundary_set s ON s.id = l.area_set_id"
-        " WHERE r.run_id = %s ORDER BY r.line_id LIMIT %s OFFSET %s",
-        (run_id, limit, offset),
+        " r.reason, l.source_row" + LINE_JOINS + " JOIN run_line r ON r.line_id = l.id"
+        " WHERE r.run_id = %s AND (%s::bigint IS NULL OR r.line_id = %s::bigint)"
+        " ORDER BY r.line_id LIMIT %s OFFSET %s",
+        (run_id, line_id, line_id, limit, offset),
     ).fetchall()
     cols = ["line_id", "body", "line", "cofog_code", "area", "amount_pence", "allocated_pence",
             "unallocated_pence", "method", "proxy", "reason", "source_row"]
@@ -221,21 +221,6 @@ def count_lines(conn: Connection, run_id: int) -> int:
     return int(conn.execute(
         "SELECT count(*) AS n FROM run_line WHERE run_id = %s", (run_id,)
     ).fetchone()["n"])
-
-
-def run_line_inputs(conn: Connection, run_id: int) -> pd.DataFrame:
-    """The run's lines as the pipeline took them (with the proxy each was given)."""
-    rows = conn.execute(
-        "SELECT r.line_id, b.slug AS body, l.line, l.cofog_code, l.amount_pence,"
-        " s.slug AS area_set, l.area_code, r.proxy"
-        " FROM run_line r JOIN spend_line l ON l.id = r.line_id"
-        " JOIN body b ON b.id = l.body_id JOIN boundary_set s ON s.id = l.area_set_id"
-        " WHERE r.run_id = %s ORDER BY r.line_id",
-        (run_id,),
-    ).fetchall()
-    cols = ["line_id", "body", "line", "cofog_code", "amount_pence", "area_set", "area_code",
-            "proxy"]
-    return pd.DataFrame(rows, columns=cols)
 
 
 def run_slices(conn: Connection, run_id: int) -> pd.DataFrame:

@@ -48,19 +48,33 @@ def save_spend_batch(
     return int(batch)
 
 
-def lines_for_year(conn: Connection, financial_year: str) -> pd.DataFrame:
-    """Every spend line of a year, ordered by id.
-
-    Columns: line_id, body, line, cofog_code, amount_pence, area_set, area_code, source_row.
-    """
-    rows = conn.execute(
-        "SELECT l.id AS line_id, b.slug AS body, l.line, l.cofog_code, l.amount_pence,"
-        " s.slug AS area_set, l.area_code, l.source_row"
-        " FROM spend_line l JOIN body b ON b.id = l.body_id"
-        " JOIN boundary_set s ON s.id = l.area_set_id"
-        " WHERE l.financial_year = %s ORDER BY l.id",
-        (financial_year,),
-    ).fetchall()
-    cols = ["line_id", "body", "line", "cofog_code", "amount_pence", "area_set", "area_code",
+#: How a spend line is read with its body and reporting area (``l``, ``b``, ``s``).
+LINE_JOINS = (" FROM spend_line l JOIN body b ON b.id = l.body_id"
+              " JOIN boundary_set s ON s.id = l.area_set_id")
+_COLUMNS = ["line_id", "body", "line", "cofog_code", "amount_pence", "area_set", "area_code",
             "source_row"]
-    return pd.DataFrame(rows, columns=cols)
+
+
+def read_lines(conn: Connection, *, financial_year: str | None = None,
+               run_id: int | None = None) -> pd.DataFrame:
+    """Spend lines of a year, or the lines of a run (with the proxy it gave each), by id.
+
+    Columns: line_id, body, line, cofog_code, amount_pence, area_set, area_code, source_row,
+    and proxy for a run.
+    """
+    if (financial_year is None) == (run_id is None):
+        raise ValueError("give a financial year or a run, not both")
+    select = ("SELECT l.id AS line_id, b.slug AS body, l.line, l.cofog_code, l.amount_pence,"
+              " s.slug AS area_set, l.area_code, l.source_row")
+    if run_id is None:
+        sql = select + LINE_JOINS + " WHERE l.financial_year = %s ORDER BY l.id"
+        rows = conn.execute(sql, (financial_year,)).fetchall()
+        return pd.DataFrame(rows, columns=_COLUMNS)
+    sql = (select + ", r.proxy" + LINE_JOINS + " JOIN run_line r ON r.line_id = l.id"
+           " WHERE r.run_id = %s ORDER BY l.id")
+    return pd.DataFrame(conn.execute(sql, (run_id,)).fetchall(), columns=[*_COLUMNS, "proxy"])
+
+
+def lines_for_year(conn: Connection, financial_year: str) -> pd.DataFrame:
+    """Every spend line of a year, ordered by id (see :func:`read_lines`)."""
+    return read_lines(conn, financial_year=financial_year)

@@ -148,8 +148,8 @@ def one_line(request: Request, conn: ConnDep, run_id: int, line_id: int) -> JSON
     pence of a line's atoms add up to its allocated pence.
     """
     spread = line_spread(conn, run_id, line_id)
-    row = store.run_lines(conn, run_id, limit=None).set_index("line_id").loc[line_id]
-    record = {k: (None if v != v else v) for k, v in row.to_dict().items()}  # NaN -> None
+    row = store.run_lines(conn, run_id, line_id=line_id)
+    record = row.astype(object).where(row.notna(), None).to_dict(orient="records")[0]
     by_ward = spread.groupby("cut_code")["amount_pence"].sum()
     return json_response({
         "run": run_id,

@@ -61,6 +61,16 @@ DB_NAME = "placespend_bench"
 T0 = time.perf_counter()
 
 
+def save_results(res: dict[str, Any], name: str,
+                 write_markdown: Callable[[dict[str, Any], Path], None]) -> None:
+    """Write ``bench/results/<name>.json`` (every figure) and ``<name>.md``, then print the md."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+    write_markdown(res, RESULTS / f"{name}.md")
+    say(f"wrote bench/results/{name}.md and bench/results/{name}.json")
+    print((RESULTS / f"{name}.md").read_text())
+
+
 def say(msg: str) -> None:
     print(f"[bench {time.perf_counter() - T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
@@ -1198,11 +1208,7 @@ def main() -> int:
 
     res["notes"] = notes(res)
     res["targets"] = london_targets(methods)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "london.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
-    write_markdown(res, RESULTS / "london.md")
-    say("wrote bench/results/london.md and bench/results/london.json")
-    print((RESULTS / "london.md").read_text())
+    save_results(res, "london", write_markdown)
     return 0
 
 

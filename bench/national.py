@@ -58,11 +58,11 @@ from allocation import pipeline  # noqa: E402
 from allocation.apportion import line_spread  # noqa: E402
 from bench import synthetic  # noqa: E402
 from bench.bench import (  # noqa: E402
-    RESULTS,
     db_versions,
     library_versions,
     machine_facts,
     percentile,
+    save_results,
     say,
     targets_table,
 )
@@ -1116,11 +1116,7 @@ def main() -> int:
     res["process_peak_rss_bytes"] = process_peak_rss()
     res["targets"] = targets(res)
     res["notes"] = notes(res)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "national.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
-    write_markdown(res, RESULTS / "national.md")
-    say("wrote bench/results/national.md and bench/results/national.json")
-    print((RESULTS / "national.md").read_text())
+    save_results(res, "national", write_markdown)
     return 0
 
 

@@ -6,6 +6,8 @@ them as one line. Nothing here imports a framework, so the pure core may raise t
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 
 class PlacespendError(Exception):
     """Base class: ``cause`` says what went wrong, ``fix`` what the user can do about it."""
@@ -88,3 +90,69 @@ class ImmutableError(PlacespendError):
 
     status = 409
     code = "immutable"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one row, feature or file of an upload.
+
+    ``where`` names it for people ("row 12", "feature 3 (E05000001)", "file"); ``row`` (1-based
+    line of the file, header = line 1) or ``feature`` (1-based) say it for programs. ``field`` and
+    ``value`` are what was read, ``reason`` why it is refused and ``fix`` what to do.
+    """
+
+    where: str
+    reason: str
+    fix: str
+    field: str | None = None
+    value: str | None = None
+    row: int | None = None
+    feature: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        """Render for a JSON error body."""
+        return asdict(self)
+
+    def one_line(self) -> str:
+        """Render as one line: where, field, value, reason and fix."""
+        field = f" {self.field}" if self.field else ""
+        value = f" {self.value!r}" if self.value is not None else ""
+        return f"{self.where}:{field}{value}: {self.reason}. Fix: {self.fix}"
+
+
+#: How many problems a rejection carries at most (the count says how many were found).
+MAX_PROBLEMS = 200
+
+
+class Rejected(InputError):
+    """A whole upload refused, with every problem found in it (nothing of it was stored)."""
+
+    code = "rejected"
+
+    def __init__(self, what: str, problems: list[Problem], *, total: int | None = None) -> None:
+        self.problems = list(problems[:MAX_PROBLEMS])
+        self.total = len(problems) if total is None else total
+        first = self.problems[0] if self.problems else None
+        more = f" (and {self.total - 1} more)" if self.total > 1 else ""
+        cause = f"{what} was refused: {self.total} problem{'s' if self.total != 1 else ''}"
+        if first is not None:
+            cause += f", first {first.where}"
+            if first.field:
+                cause += f" {first.field}"
+            if first.value is not None:
+                cause += f" {first.value!r}"
+            cause += f": {first.reason}{more}"
+        super().__init__(cause, first.fix if first else "", where=first.where if first else None)
+        self.what = what
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle with the problems."""
+        return (Rejected, (self.what, self.problems), {"total": self.total})
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.total = int(state["total"])  # type: ignore[arg-type]
+
+    def as_dict(self) -> dict[str, object]:  # type: ignore[override]
+        """Render for a JSON error body: the summary and every problem."""
+        return {**super().as_dict(), "total": self.total,
+                "problems": [p.as_dict() for p in self.problems]}

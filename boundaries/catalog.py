@@ -31,81 +31,15 @@ class Provenance:
 
 
 @dataclass(frozen=True)
-class BoundarySource:
-    """A set of polygons read from one file."""
+class Embedded:
+    """One embedded file and how it is loaded: ``placespend load KIND PATH`` with ``options``."""
 
-    slug: str
-    name: str
-    #: One of "ward", "lsoa", "borough", "region".
+    #: A kind of load: boundaries, proxy, functions or spend.
     kind: str
-    vintage: str
     #: File path relative to :data:`DATA_DIR`.
     path: str
-    code_field: str
-    name_field: str
-    #: Field holding the code of the enclosing unit (e.g. the borough), if any.
-    parent_field: str | None
-    provenance: Provenance
-
-
-@dataclass(frozen=True)
-class DerivedSet:
-    """A set built by dissolving another set's features by a field.
-
-    With ``group_field`` set, each distinct value becomes one feature whose code is that value
-    and whose name comes from ``name_field``. With ``group_field`` ``None``, every feature is
-    dissolved into one feature with code ``code`` and name ``fixed_name``.
-    """
-
-    slug: str
-    name: str
-    kind: str
-    vintage: str
-    from_slug: str
-    group_field: str | None
-    code: str | None
-    name_field: str | None
-    fixed_name: str | None
-    provenance: Provenance
-
-
-@dataclass(frozen=True)
-class ProxySource:
-    """One proxy (e.g. resident population) per unit of a boundary set, read from a CSV."""
-
-    slug: str
-    name: str
-    #: Slug of the boundary set whose codes the CSV carries.
-    unit_set: str
-    year: int
-    path: str
-    code_field: str
-    value_field: str
-    provenance: Provenance
-
-
-@dataclass(frozen=True)
-class BodySource:
-    """A public body whose spend is read from the Revenue Outturn file."""
-
-    slug: str
-    name: str
-    #: e.g. "council", "regional".
-    kind: str
-    #: DCLG E-code identifying the body's rows in the file (Hackney E5013, GLA E5100).
-    e_code: str
-    #: Boundary set (slug) and code of the area the body reports for.
-    area_set: str
-    area_code: str
-
-
-@dataclass(frozen=True)
-class SpendSource:
-    """The Revenue Outturn summary (RS) file and the bodies and years read from it."""
-
-    path: str
-    years: tuple[str, ...]
-    bodies: tuple[BodySource, ...]
+    #: The load options (as ``placespend load`` takes them), without licence and attribution.
+    options: dict[str, object]
     provenance: Provenance
 
 
@@ -152,146 +86,73 @@ _RS = Provenance(
     ),
 )
 
-BOUNDARY_SETS: tuple[BoundarySource, ...] = (
-    BoundarySource(
-        slug="london-wards-2014",
-        name="London wards, May 2014 (City of London merged)",
-        kind="ward",
-        vintage="2014-05",
-        path="london-wards-2014/london_wards_2014.geojson",
-        code_field="GSS_Code",
-        name_field="Name",
-        parent_field="LB_GSS_Code",
-        provenance=_WARDS_2014,
-    ),
-    BoundarySource(
-        slug="hackney-wards-2014",
-        name="Hackney wards, May 2014 (21 wards, unchanged to 2025)",
-        kind="ward",
-        vintage="2014-05",
-        path="london-wards-2014/hackney_wards_2014.geojson",
-        code_field="GSS_Code",
-        name_field="Name",
-        parent_field="LB_GSS_Code",
-        provenance=_WARDS_2014,
-    ),
-    BoundarySource(
-        slug="hackney-wards-2013",
-        name="Hackney wards, December 2013 (19 pre-2014 wards, generalised)",
-        kind="ward",
-        vintage="2013-12",
-        path="london-wards-2013-pre2014/hackney_wards_2013.geojson",
-        code_field="WD13CD",
-        name_field="WD13NM",
-        parent_field="LAD13CD",
-        provenance=_WARDS_2013,
-    ),
-    BoundarySource(
-        slug="london-lsoa-2011",
-        name="London Lower Layer Super Output Areas, 2011 (generalised 20 m)",
-        kind="lsoa",
-        vintage="2011-12",
-        path="london-lsoa-msoa-2011/london_lsoa_2011.geojson",
-        code_field="LSOA11CD",
-        name_field="LSOA11NM",
-        parent_field="LAD11CD",
-        provenance=_LSOA_2011,
-    ),
-)
-
-DERIVED_SETS: tuple[DerivedSet, ...] = (
-    DerivedSet(
-        slug="london-boroughs-2014",
-        name="London boroughs (dissolved from May 2014 wards)",
-        kind="borough",
-        vintage="2014-05",
-        from_slug="london-wards-2014",
-        group_field="LB_GSS_Code",
-        code=None,
-        name_field="Borough",
-        fixed_name=None,
-        provenance=_WARDS_2014,
-    ),
-    DerivedSet(
-        slug="london-region-2014",
-        name="Greater London (dissolved from May 2014 wards)",
-        kind="region",
-        vintage="2014-05",
-        from_slug="london-wards-2014",
-        group_field=None,
-        code="E12000007",
-        name_field=None,
-        fixed_name="London",
-        provenance=_WARDS_2014,
-    ),
-)
-
+_WARDS_2014_FILE = "london-wards-2014/london_wards_2014.geojson"
 _POPULATION_CSV = "london-lsoa-msoa-2011/london_lsoa11_population_mid2020.csv"
-
-PROXIES: tuple[ProxySource, ...] = (
-    ProxySource(
-        slug="residents-all",
-        name="Residents, all ages (ONS mid-2020 estimate)",
-        unit_set="london-lsoa-2011",
-        year=2020,
-        path=_POPULATION_CSV,
-        code_field="LSOA11CD",
-        value_field="Persons_All-Ages",
-        provenance=_LSOA_2011,
-    ),
-    ProxySource(
-        slug="residents-0-15",
-        name="Residents aged 0-15 (ONS mid-2020 estimate)",
-        unit_set="london-lsoa-2011",
-        year=2020,
-        path=_POPULATION_CSV,
-        code_field="LSOA11CD",
-        value_field="Persons_0-15",
-        provenance=_LSOA_2011,
-    ),
-    ProxySource(
-        slug="residents-65-plus",
-        name="Residents aged 65 and over (ONS mid-2020 estimate)",
-        unit_set="london-lsoa-2011",
-        year=2020,
-        path=_POPULATION_CSV,
-        code_field="LSOA11CD",
-        value_field="Persons_65+",
-        provenance=_LSOA_2011,
-    ),
+_RS_FILE = ("london-council-revenue-outturn-rs/"
+            "london_revenue_outturn_rs_net_current_expenditure_2013-14_2014-15.csv")
+_OURS = Provenance(
+    source_md="README.md", licence="MIT (Placespend's own mapping)",
+    attribution="Placespend contributors",
 )
 
-SPEND: SpendSource = SpendSource(
-    path=(
-        "london-council-revenue-outturn-rs/"
-        "london_revenue_outturn_rs_net_current_expenditure_2013-14_2014-15.csv"
-    ),
-    years=("2013-14", "2014-15"),
-    bodies=(
-        BodySource(
-            slug="hackney",
-            name="London Borough of Hackney",
-            kind="council",
-            e_code="E5013",
-            area_set="london-boroughs-2014",
-            area_code="E09000012",
-        ),
-        BodySource(
-            slug="gla",
-            name="Greater London Authority",
-            kind="regional",
-            e_code="E5100",
-            area_set="london-region-2014",
-            area_code="E12000007",
-        ),
-    ),
-    provenance=_RS,
+
+def _proxy(slug: str, name: str, value_field: str) -> Embedded:
+    return Embedded("proxy", _POPULATION_CSV, {
+        "slug": slug, "name": name, "unit_set": "london-lsoa-2011", "year": 2020,
+        "code_field": "LSOA11CD", "value_field": value_field, "measure": "residents",
+    }, _LSOA_2011)
+
+
+#: Every embedded file, in the order it is loaded (a set before what refers to it).
+EMBEDDED: tuple[Embedded, ...] = (
+    Embedded("functions", "rs_line_cofog.csv", {
+        "scheme": "rs", "code_field": "line", "cofog_field": "cofog_division",
+    }, _OURS),
+    Embedded("boundaries", _WARDS_2014_FILE, {
+        "slug": "london-wards-2014", "name": "London wards, May 2014 (City of London merged)",
+        "kind": "ward", "vintage": "2014-05", "code_field": "GSS_Code", "name_field": "Name",
+        "parent_field": "LB_GSS_Code",
+    }, _WARDS_2014),
+    Embedded("boundaries", "london-wards-2014/hackney_wards_2014.geojson", {
+        "slug": "hackney-wards-2014",
+        "name": "Hackney wards, May 2014 (21 wards, unchanged to 2025)",
+        "kind": "ward", "vintage": "2014-05", "code_field": "GSS_Code", "name_field": "Name",
+        "parent_field": "LB_GSS_Code",
+    }, _WARDS_2014),
+    Embedded("boundaries", "london-wards-2013-pre2014/hackney_wards_2013.geojson", {
+        "slug": "hackney-wards-2013",
+        "name": "Hackney wards, December 2013 (19 pre-2014 wards, generalised)",
+        "kind": "ward", "vintage": "2013-12", "code_field": "WD13CD", "name_field": "WD13NM",
+        "parent_field": "LAD13CD",
+    }, _WARDS_2013),
+    Embedded("boundaries", "london-lsoa-msoa-2011/london_lsoa_2011.geojson", {
+        "slug": "london-lsoa-2011",
+        "name": "London Lower Layer Super Output Areas, 2011 (generalised 20 m)",
+        "kind": "lsoa", "vintage": "2011-12", "code_field": "LSOA11CD",
+        "name_field": "LSOA11NM", "parent_field": "LAD11CD",
+    }, _LSOA_2011),
+    Embedded("boundaries", _WARDS_2014_FILE, {
+        "slug": "london-boroughs-2014", "name": "London boroughs (dissolved from May 2014 wards)",
+        "kind": "borough", "vintage": "2014-05", "code_field": "GSS_Code", "name_field": "Name",
+        "dissolve_by": "LB_GSS_Code", "dissolve_name_field": "Borough",
+    }, _WARDS_2014),
+    Embedded("boundaries", _WARDS_2014_FILE, {
+        "slug": "london-region-2014", "name": "Greater London (dissolved from May 2014 wards)",
+        "kind": "region", "vintage": "2014-05", "code_field": "GSS_Code", "name_field": "Name",
+        "dissolve_code": "E12000007", "dissolve_name": "London",
+    }, _WARDS_2014),
+    _proxy("residents-all", "Residents, all ages (ONS mid-2020 estimate)", "Persons_All-Ages"),
+    _proxy("residents-0-15", "Residents aged 0-15 (ONS mid-2020 estimate)", "Persons_0-15"),
+    _proxy("residents-65-plus", "Residents aged 65 and over (ONS mid-2020 estimate)",
+           "Persons_65+"),
+    Embedded("spend", _RS_FILE, {
+        "format": "rs", "area_sets": ("london-boroughs-2014", "london-region-2014"),
+        "body_areas": {"E5100": "E12000007"},
+    }, _RS),
 )
 
 #: UN COFOG 1999 code list (divisions, groups and classes).
 COFOG_PATH: str = "cofog-classification/cofog_un_1999.csv"
-#: Our mapping of each RS service line to a COFOG division and group.
-RS_COFOG_PATH: str = "rs_line_cofog.csv"
 #: Default proxy per RS service line (a ``*`` row covers every other line).
 DEFAULT_PROXIES_PATH: str = "default_proxies.csv"
 

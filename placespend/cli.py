@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from domain.errors import PlacespendError, SetupError
+from domain.errors import PlacespendError, Rejected, SetupError
 from placespend.settings import Settings
 
 # Logs and CI have no terminal width; give tables room there instead of rich's 80 columns.
@@ -68,21 +68,74 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
-    """Load the embedded data."""
-    from placespend.load import load_embedded
+    """Load a file (``placespend load KIND FILE [options]``), or the embedded data."""
+    from placespend import load
     from store.db import connect
 
     url = _database_url(settings)
     _migrate(url)
     with connect(url) as conn:
-        report = load_embedded(conn, step=step)
-    if report.added:
-        console.print(f"loaded: {', '.join(report.added)}")
-    if report.present:
-        console.print(f"[dim]already loaded: {', '.join(report.present)}[/]")
-    for slug, codes in report.repaired.items():
-        console.print(f"[yellow]repaired invalid geometry in {slug}: {', '.join(codes)}[/]")
+        if args.kind == "embedded":
+            done = load.load_embedded(conn, step=step)
+        else:
+            loader = load.LOADERS[args.kind]
+            values = {name: getattr(args, name, None) for name in loader.options.model_fields}
+            if values.get("body_areas"):
+                values["body_areas"] = _pairs(values["body_areas"])
+            opts = load.options(loader.options, **values)
+            path = Path(args.file)
+            done = [loader.load(conn, load.Upload(path, path.name), opts, step=step)]
+    for item in done:
+        mark = "[green]stored[/]" if item.created else "[dim]already loaded[/]"
+        console.print(f"{mark} batch {item.batch_id}: {escape(item.summary)}")
+        for guess in item.details.get("guesses", []):
+            console.print(f"  [yellow]guessed[/] {escape(guess)}")
+        for repair in item.details.get("repairs", [])[:10]:
+            console.print(f"  [yellow]repaired[/] {repair['code']}: area changed by "
+                          f"{repair['area_changed_m2']:.3g} m²")
     return 0
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise SetupError(f"--body-area {item!r} is not CODE=AREA", "e.g. E5100=E12000007")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _load_options(p: argparse.ArgumentParser, model: type) -> None:
+    """One --flag per field of a load options model (the HTTP form takes the same names)."""
+    for name, f in model.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        text = f.description or ""
+        if f.annotation is bool:
+            p.add_argument(flag, dest=name, action="store_true", help=text)
+        elif name == "area_sets":
+            p.add_argument("--area-set", dest=name, action="append", metavar="SET",
+                           help="boundary set area codes are looked up in (repeatable)")
+        elif name == "body_areas":
+            p.add_argument("--body-area", dest=name, action="append", metavar="CODE=AREA",
+                           help="RS: the area code of a body whose rows carry none")
+        else:
+            p.add_argument(flag, dest=name, required=f.is_required(),
+                           help=text + ("" if f.is_required() else f" (default: {f.default})"))
+
+
+def _print_problems(exc: Rejected) -> None:
+    """A rejected upload as a table: where, field, value, reason, fix."""
+    table = Table(title=f"{exc.total} problem(s) in {exc.what}; nothing was stored",
+                  show_lines=False)
+    for col in ("where", "field", "value", "reason", "fix"):
+        table.add_column(col, overflow="fold")
+    for prob in exc.problems[:50]:
+        table.add_row(prob.where, prob.field or "", "" if prob.value is None else prob.value,
+                      prob.reason, prob.fix)
+    console.print(table)
+    if exc.total > 50:
+        console.print(f"... and {exc.total - 50} more")
 
 
 def _print_conservation(conn: object, run_id: int, conservation: dict) -> None:
@@ -201,13 +254,15 @@ def _check_port(host: str, port: int) -> None:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    """Everything: database, migrations, embedded data, the 2014-15 run, then serve."""
+    """Everything: database, migrations, embedded data, the 2013-14 and 2014-15 runs, serve."""
     start = time.perf_counter()
     _check_port(args.host, args.port)
+    args.kind = "embedded"
     cmd_load(args, settings)
-    args.year, args.proxy_table, args.report, args.publish, args.to = (
-        "2014-15", None, True, True, None)
-    cmd_run(args, settings)
+    for year, report in (("2013-14", False), ("2014-15", True)):
+        args.year, args.proxy_table, args.report, args.publish, args.to = (
+            year, None, report, True, None)
+        cmd_run(args, settings)
     console.print(f"[bold]Ready in {time.perf_counter() - start:.0f}s.[/]")
     return cmd_serve(args, settings)
 
@@ -232,8 +287,18 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["start", "stop", "migrate"])
     db.set_defaults(func=cmd_db)
 
-    load = sub.add_parser("load", help="load the embedded boundary, population and spend data")
-    load.set_defaults(func=cmd_load)
+    from placespend.load import LOADERS
+
+    load = sub.add_parser("load", help="load a file: boundaries, proxy, functions or spend "
+                          "(`placespend load embedded`: the embedded Hackney/London data)")
+    kinds = load.add_subparsers(dest="kind", required=True)
+    kinds.add_parser("embedded", help="the embedded data (what the demo loads)").set_defaults(
+        func=cmd_load)
+    for kind, loader in LOADERS.items():
+        k = kinds.add_parser(kind, help=(loader.options.__doc__ or "").strip().splitlines()[0])
+        k.add_argument("file", help="the file to load")
+        _load_options(k, loader.options)
+        k.set_defaults(func=cmd_load)
 
     run = sub.add_parser(
         "run", help="apportion a year's spend (a run; public collections change only with "
@@ -272,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     except PlacespendError as exc:
         console.print(f"placespend: {exc.one_line()}", style="red", markup=False,
                       highlight=False, soft_wrap=True)
+        if isinstance(exc, Rejected) and exc.total > 1:
+            _print_problems(exc)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -1,37 +1,693 @@
-"""Load the embedded Hackney/London data into the store: boundaries -> geo -> store.
+"""Load what users bring (boundary sets, proxies, function maps, spend): one code path.
 
-The whole load is one transaction, and each piece is keyed by a content hash, so loading twice
-changes nothing and a failure half-way leaves the database as it was.
+The CLI (``placespend load KIND FILE``), the HTTP upload endpoints and the embedded default
+data (:func:`load_embedded`) all call the ``load_*`` functions here. Each one:
+
+1. hashes the file's bytes with the options that change its meaning: the same file twice is
+   found, nothing new is made, and the answer says so (``created: false``);
+2. reads the file with :mod:`intake` (safe opening, strict values), normalises geometry with
+   :mod:`geo`, and checks it against what is loaded (codes in their set, known bodies...);
+3. refuses the whole file with every row or feature at fault
+   (:class:`~domain.errors.Rejected`), or stores the batch and its rows in one transaction,
+   under a lock per kind, so a failure or a concurrent upload stores nothing twice.
+
+A boundary set or proxy loaded again with changed content is a new version; a spend file for a
+body and year already loaded supersedes the earlier batch for the next run (the earlier one and
+the runs made on it stay as they were).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import geopandas as gpd
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from boundaries import catalog, readers
-from domain.errors import InputError
-from geo.prepare import dissolve, prepare_boundaries
+from boundaries import catalog
+from domain.errors import BadRequest, InputError, Problem, Rejected
+from geo.prepare import Prepared, dissolve, prepare_boundaries
+from geo.tiling import check_tiling
+from intake import files
+from intake.reference import read_cofog
+from intake.spend import SpendOptions, read_spend
+from intake.tables import read_rows
+from intake.values import BadValue, parse_cofog
 from placespend.progress import Step, quiet
 from store import boundaries as store_boundaries
-from store import reference, spend
+from store import reference, registry, spend
 from store.db import Connection
+
+BoundaryKind = Literal["ward", "lsoa", "oa", "msoa", "small_area", "borough", "region",
+                       "constituency", "agency_area", "neighbourhood", "other"]
+SLUG = r"^[a-z0-9][a-z0-9-]*$"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file to load: where it is on this machine, and the name its owner gave it.
+
+    Messages only ever use ``name``: an uploaded file lives in a temporary folder whose path
+    means nothing to its owner (and should not be shown to them).
+    """
+
+    path: Path
+    name: str
 
 
 @dataclass
-class LoadReport:
-    """What a load added (and what it found already there)."""
+class Loaded:
+    """What a load stored (or found already stored)."""
 
-    added: list[str] = field(default_factory=list)
-    present: list[str] = field(default_factory=list)
-    repaired: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    kind: str
+    batch_id: int
+    created: bool
+    summary: str
+    details: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        """Render for a JSON answer."""
+        return {"kind": self.kind, "batch": self.batch_id, "created": self.created,
+                "summary": self.summary, **self.details}
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def identity(self) -> str:
+        """The options as canonical JSON, hashed with the file's bytes."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+
+class BoundaryOptions(_Options):
+    """How to read and register a boundary file."""
+
+    slug: str = Field(pattern=SLUG, max_length=80, description="the set's name in URLs")
+    name: str | None = Field(None, description="a title (default: the slug)")
+    kind: BoundaryKind = "other"
+    vintage: str = Field("", max_length=40, description="e.g. 2014-05")
+    source: str | None = Field(None, description="where the file came from")
+    licence: str = Field("not stated", description="e.g. Open Government Licence v3.0")
+    attribution: str = Field("", description="the attribution the licence asks for")
+    layer: str | None = Field(None, description="GeoPackage layer")
+    code_field: str | None = Field(None, description="field holding unit codes (guessed if not given)")
+    name_field: str | None = Field(None, description="field holding unit names (guessed)")
+    parent_field: str | None = Field(None, description="field holding the enclosing unit's code")
+    dissolve_by: str | None = Field(None, description="union the features by this field")
+    dissolve_name_field: str | None = None
+    dissolve_code: str | None = Field(None, description="union all features into one, this code")
+    dissolve_name: str | None = None
+
+
+class ProxyOptions(_Options):
+    """How to read a proxy (a small-area indicator) keyed by unit code."""
+
+    slug: str = Field(pattern=SLUG, max_length=80)
+    name: str | None = None
+    unit_set: str = Field(description="the boundary set whose codes the file carries")
+    year: int = Field(ge=1900, le=2100)
+    code_field: str | None = None
+    value_field: str
+    measure: str = Field("residents", description="residents, households, pupils, patients...")
+    source: str | None = None
+    licence: str = "not stated"
+    attribution: str = ""
+    encoding: str | None = None
+
+
+class FunctionMapOptions(_Options):
+    """How to read a mapping of another scheme's function codes to COFOG."""
+
+    scheme: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="e.g. rs, cipfa")
+    code_field: str = "source_code"
+    cofog_field: str = "cofog"
+    encoding: str | None = None
+
+
+class SpendLoadOptions(_Options):
+    """How to read a spend file (see :mod:`intake.spend` for the two formats)."""
+
+    format: Literal["auto", "rs", "lines"] = "auto"
+    unit: Literal["pounds", "thousands", "pence"] = "pounds"
+    area_sets: tuple[str, ...] = Field((), description="sets area codes are looked up in")
+    #: RS: the area of a body whose rows carry no ONS code, by E-code or slug (the GLA's rows
+    #: have none: E5100 -> E12000007, London).
+    body_areas: dict[str, str] = Field(default_factory=dict)
+    scheme: str = "cofog"
+    encoding: str | None = None
+    total_tolerance_pence: int = Field(1_000_000, ge=0)
+    source: str | None = None
+    licence: str = "not stated"
+    attribution: str = ""
+    #: Accept totals that look like pence typed into a pounds column (checked against the
+    #: body's previous year).
+    allow_jump: bool = False
+
+
+def options(model: type[BaseModel], **values: object) -> BaseModel:
+    """Build load options, turning a validation error into a BadRequest naming the field."""
+    try:
+        return model(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "options"
+        raise BadRequest(f"option {where}: {first['msg']}",
+                         "see `placespend load --help` or /api for the allowed values",
+                         where=where) from None
+
+
+def _sha(upload: Upload, opts: _Options) -> str:
+    h = hashlib.sha256()
+    with upload.path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            h.update(chunk)
+    h.update(b"\x00" + opts.identity().encode())
+    return h.hexdigest()
+
+
+def _already(kind: str, batch: dict) -> Loaded:
+    return Loaded(kind, int(batch["id"]), False,
+                  f"{batch['filename']} was already loaded as batch {batch['id']} on "
+                  f"{batch['loaded_at']:%Y-%m-%d %H:%M}: nothing new was stored",
+                  dict(batch["report"]))
+
+
+def _once(conn: Connection, kind: str, upload: Upload, opts: _Options, loaded_by: str,
+          store: Callable[[str], Loaded]) -> Loaded:
+    """Run ``store(sha)`` in one transaction, unless the same content is already loaded."""
+    files.check_size(upload.path, files.UploadLimits(), upload.name)
+    sha = _sha(upload, opts)
+    with conn.transaction():
+        registry.lock(conn, kind)
+        seen = registry.find_batch(conn, kind, sha)
+        if seen is not None:
+            return _already(kind, seen)
+        return store(sha)
+
+
+# --------------------------------------------------------------------------- boundaries
+
+_CODE_NAME = re.compile(r"(^|_)(code|cd|gss_code|id)$|cd$", re.IGNORECASE)
+_NAME_NAME = re.compile(r"(^|_)(name|nm)$|nm$", re.IGNORECASE)
+_GSS = re.compile(r"^[EWSNK]\d{8}$")
+
+
+def guess_fields(frame: pd.DataFrame, code_field: str | None, name_field: str | None
+                 ) -> tuple[str, str, list[str]]:
+    """The code and name fields (given, or guessed from names and values) and what was guessed."""
+    cols = [c for c in frame.columns if c != frame.geometry.name]
+    guesses: list[str] = []
+
+    def unique_text(c: str) -> bool:
+        s = frame[c].astype("string").str.strip()
+        return bool(s.notna().all() and (s != "").all() and s.is_unique)
+
+    if code_field is None:
+        named = [c for c in cols if _CODE_NAME.search(str(c)) and unique_text(c)]
+        gss = [c for c in cols if unique_text(c)
+               and frame[c].astype(str).str.match(_GSS.pattern).all()]
+        pick = (gss + named)[:1]
+        if not pick:
+            raise Rejected("the boundary file", [Problem(
+                "file", "no field looks like a unit code (unique, never blank)",
+                f"name it with --code-field; the fields are: {', '.join(map(str, cols))}",
+                field="code_field")])
+        code_field = str(pick[0])
+        guesses.append(f"codes from field {code_field!r} (guessed: pass --code-field to choose)")
+    if name_field is None:
+        named = [c for c in cols if _NAME_NAME.search(str(c)) and c != code_field]
+        name_field = str(named[0]) if named else code_field
+        guesses.append(f"names from field {name_field!r} (guessed: pass --name-field to choose)")
+    return code_field, name_field, guesses
+
+
+@dataclass(frozen=True)
+class BoundaryFile:
+    """A boundary file read and normalised: what :func:`load_boundaries` stores."""
+
+    frame: gpd.GeoDataFrame
+    prepared: Prepared
+    vector: files.Vector
+    code_field: str
+    name_field: str
+    guesses: list[str]
+
+
+def read_boundary_file(upload: Upload, opts: BoundaryOptions) -> BoundaryFile:
+    """Open, check and normalise a boundary file (EPSG:27700, valid, dissolved if asked)."""
+    vector = files.open_vector(upload.path, files.UploadLimits(), source=upload.name,
+                               layer=opts.layer)
+    raw = vector.frame
+    code_field, name_field, guesses = guess_fields(raw, opts.code_field, opts.name_field)
+    prepared = prepare_boundaries(raw, code_field=code_field, name_field=name_field,
+                                  parent_field=opts.parent_field, source=upload.name)
+    frame = prepared.frame
+    if opts.dissolve_by or opts.dissolve_code:
+        frame = _dissolved(raw, frame, opts, upload.name)
+    return BoundaryFile(frame, prepared, vector, code_field, name_field, guesses)
+
+
+def embedded_boundaries(slug: str, base: Path = catalog.DATA_DIR) -> gpd.GeoDataFrame:
+    """An embedded boundary set read and normalised as a load would store it (for tests)."""
+    item = next(e for e in catalog.EMBEDDED if e.kind == "boundaries"
+                and e.options["slug"] == slug)
+    upload = Upload(catalog.existing_file(base, item.path), item.path)
+    return read_boundary_file(upload, BoundaryOptions(**item.options)).frame  # type: ignore[arg-type]
+
+
+def load_boundaries(conn: Connection, upload: Upload, opts: BoundaryOptions, *,
+                    loaded_by: str = "cli", step: Step = quiet) -> Loaded:
+    """Load a boundary file (GeoJSON, GeoPackage, zipped Shapefile) as a new set version."""
+
+    def store(sha: str) -> Loaded:
+        with step(f"Boundaries {opts.slug}"):
+            read = read_boundary_file(upload, opts)
+        frame, prepared, vector = read.frame, read.prepared, read.vector
+        code_field, name_field, guesses = read.code_field, read.name_field, read.guesses
+        tiling = check_tiling(frame)
+        overlap = float(tiling.overlaps["area_m2"].sum())
+        gap = float(tiling.gaps["area_m2"].sum())
+        repairs = prepared.repairs.to_dict(orient="records")
+        report = {
+            "set": opts.slug, "features": len(frame), "fields": {"code": code_field,
+                                                                 "name": name_field},
+            "guesses": guesses, "declared_crs": None if vector.declared_crs is None
+            else vector.declared_crs.to_string(), "notes": list(vector.notes), "layer": vector.layer,
+            "repairs": repairs, "tiles": tiling.tiles, "overlap_m2": round(overlap, 1),
+            "gap_m2": round(gap, 1),
+            "overlaps": tiling.overlaps.head(20).to_dict(orient="records"),
+            "gaps": tiling.gaps.head(20).to_dict(orient="records"),
+        }
+        batch = registry.save_batch(conn, kind="boundaries", filename=upload.name, sha256=sha,
+                                    rows=len(frame), options=opts.model_dump(mode="json"),
+                                    report=report, loaded_by=loaded_by)
+        meta = store_boundaries.BoundarySetMeta(
+            slug=opts.slug, name=opts.name or opts.slug, kind=opts.kind, vintage=opts.vintage,
+            source=opts.source or upload.name, licence=opts.licence,
+            attribution=opts.attribution, content_sha256=sha, batch_id=batch,
+            tiles=tiling.tiles, overlap_m2=overlap, gap_m2=gap, repairs=repairs)
+        set_id = store_boundaries.save_boundary_set(conn, meta, frame)
+        version = store_boundaries.get_set_by_id(conn, set_id)["version"]
+        report["version"] = version
+        notes = []
+        if repairs:
+            notes.append(f"{len(repairs)} repaired")
+        if not tiling.tiles:
+            notes.append(f"units overlap by {overlap:,.0f} m²: not usable for cutting atoms")
+        if gap > 0:
+            notes.append(f"gaps of {gap:,.0f} m² inside the set")
+        summary = (f"boundary set {opts.slug} version {version}: {len(frame):,} units"
+                   + (f" ({'; '.join(notes)})" if notes else ""))
+        return Loaded("boundaries", batch, True, summary, report)
+
+    return _once(conn, "boundaries", upload, opts, loaded_by, store)
+
+
+def _dissolved(raw: gpd.GeoDataFrame, frame: gpd.GeoDataFrame, opts: BoundaryOptions,
+               source: str) -> gpd.GeoDataFrame:
+    if opts.dissolve_code:
+        return dissolve(frame, None, code=opts.dissolve_code,
+                        name=opts.dissolve_name or opts.dissolve_code)
+    fieldname = str(opts.dissolve_by)
+    if fieldname not in raw.columns or (opts.dissolve_name_field
+                                        and opts.dissolve_name_field not in raw.columns):
+        missing = fieldname if fieldname not in raw.columns else opts.dissolve_name_field
+        raise Rejected(source, [Problem("file", f"there is no field {missing!r} to dissolve by",
+                                        "name one of: " + ", ".join(map(str, raw.columns)),
+                                        field="dissolve_by", value=missing)])
+    groups = raw[fieldname].astype("string")
+    blank = groups.isna() | (groups.str.strip() == "")
+    if blank.any():
+        bad = [Problem(f"feature {i + 1}", f"{fieldname} is blank, so it belongs to no group",
+                       "fill it in, or dissolve by another field", field=fieldname, value="",
+                       feature=i + 1) for i in np.flatnonzero(blank.to_numpy())]
+        raise Rejected(source, bad)
+    keys = groups.str.strip().tolist()
+    names = (dict(zip(keys, raw[opts.dissolve_name_field].astype(str), strict=True))
+             if opts.dissolve_name_field else None)
+    return dissolve(frame, keys, names=names)
+
+
+# --------------------------------------------------------------------------- proxies
+
+
+def load_proxy(conn: Connection, upload: Upload, opts: ProxyOptions, *,
+               loaded_by: str = "cli", step: Step = quiet) -> Loaded:
+    """Load a proxy CSV (one value per unit of a boundary set) as a new proxy version."""
+
+    def store(sha: str) -> Loaded:
+        unit_set = store_boundaries.get_set(conn, opts.unit_set)
+        known = set(store_boundaries.unit_codes(conn, int(unit_set["id"])))
+        code_field = opts.code_field or "code"
+        problems: list[Problem] = []
+        codes: list[str] = []
+        values: list[float] = []
+        seen: dict[str, int] = {}
+        with step(f"Proxy {opts.slug}"):
+            for row in read_rows(upload.path, (code_field, opts.value_field),
+                                 encoding=opts.encoding, source=upload.name,
+                                 problems=problems):
+                code, text = row.values[code_field], row.values[opts.value_field]
+                where = f"row {row.line_no}"
+                if not code:
+                    problems.append(Problem(where, "no unit code", "give every row its code",
+                                            field=code_field, value="", row=row.line_no))
+                    continue
+                if code in seen:
+                    problems.append(Problem(where, f"code appears twice (first on row "
+                                            f"{seen[code]})", "keep one row per unit",
+                                            field=code_field, value=code, row=row.line_no))
+                    continue
+                seen[code] = row.line_no
+                if code not in known:
+                    problems.append(Problem(where, f"no unit {code} in {opts.unit_set}",
+                                            f"check the code, or name the set its codes "
+                                            f"belong to", field=code_field, value=code,
+                                            row=row.line_no))
+                    continue
+                try:
+                    value = float(text.replace(",", ""))
+                except ValueError:
+                    value = float("nan")
+                if not np.isfinite(value) or value < 0:
+                    problems.append(Problem(where, "not a number of zero or more",
+                                            f"put a count in {opts.value_field}",
+                                            field=opts.value_field, value=text,
+                                            row=row.line_no))
+                    continue
+                codes.append(code)
+                values.append(value)
+        if problems:
+            raise Rejected(upload.name, problems)
+        if not codes:
+            raise Rejected(upload.name, [Problem("file", "no data rows",
+                                                 "supply one row per unit")])
+        missing = sorted(known - set(codes))
+        report = {"proxy": opts.slug, "unit_set": opts.unit_set, "units": len(codes),
+                  "total": float(sum(values)), "units_without_a_value": len(missing),
+                  "first_units_without_a_value": missing[:10]}
+        batch = registry.save_batch(conn, kind="proxy", filename=upload.name, sha256=sha,
+                                    rows=len(codes), options=opts.model_dump(mode="json"),
+                                    report=report, loaded_by=loaded_by)
+        reference.save_proxy(
+            conn, slug=opts.slug, name=opts.name or opts.slug, unit_set_id=int(unit_set["id"]),
+            year=opts.year, source=opts.source or upload.name, licence=opts.licence,
+            attribution=opts.attribution, measure=opts.measure, batch_id=batch,
+            values=pd.DataFrame({"unit_code": codes, "value": values}))
+        note = f"; {len(missing):,} units of the set have no value" if missing else ""
+        return Loaded("proxy", batch, True,
+                      f"proxy {opts.slug}: {len(codes):,} units of {opts.unit_set}, total "
+                      f"{sum(values):,.0f}{note}", report)
+
+    return _once(conn, "proxy", upload, opts, loaded_by, store)
+
+
+# --------------------------------------------------------------------------- function maps
+
+
+def load_functions(conn: Connection, upload: Upload, opts: FunctionMapOptions, *,
+                   loaded_by: str = "cli", step: Step = quiet) -> Loaded:
+    """Load a mapping of a scheme's function codes to COFOG (``source_code, cofog, rationale``).
+
+    A code already mapped to the same COFOG code is kept; one mapped to another is refused (a
+    mapping, once used by a run, must not move).
+    """
+
+    def store(sha: str) -> Loaded:
+        have = reference.function_map(conn, opts.scheme)
+        known = reference.cofog_codes(conn)
+        problems: list[Problem] = []
+        rows: list[dict] = []
+        seen: dict[str, int] = {}
+        for row in read_rows(upload.path, (opts.code_field, opts.cofog_field, "rationale"),
+                             encoding=opts.encoding, source=upload.name, problems=problems):
+            v = row.values
+            where = f"row {row.line_no}"
+            code = v[opts.code_field]
+            try:
+                cofog = parse_cofog(v[opts.cofog_field])[:2]
+            except BadValue as exc:
+                problems.append(exc.problem(where=where, field=opts.cofog_field,
+                                            value=v[opts.cofog_field], row=row.line_no))
+                continue
+            if not code or code in seen:
+                problems.append(Problem(where, "blank, or already on row "
+                                        f"{seen.get(code)}", "one row per code",
+                                        field=opts.code_field, value=code, row=row.line_no))
+                continue
+            seen[code] = row.line_no
+            if cofog not in known:
+                problems.append(Problem(where, f"COFOG {cofog} is not loaded",
+                                        "load the COFOG list first", field=opts.cofog_field,
+                                        value=cofog, row=row.line_no))
+                continue
+            if not v["rationale"]:
+                problems.append(Problem(where, "no rationale", "say in a sentence why the code "
+                                        "belongs to that function", field="rationale",
+                                        value="", row=row.line_no))
+                continue
+            if code in have and have[code] != cofog:
+                problems.append(Problem(where, f"already mapped to {have[code]}",
+                                        "a mapping used by runs cannot move; use a new scheme "
+                                        "name for a new mapping", field=opts.cofog_field,
+                                        value=cofog, row=row.line_no))
+                continue
+            if code not in have:
+                rows.append({"source_code": code, "cofog_code": cofog,
+                             "rationale": v["rationale"]})
+        if problems:
+            raise Rejected(upload.name, problems)
+        report = {"scheme": opts.scheme, "added": len(rows), "already_mapped": len(seen) - len(rows)}
+        batch = registry.save_batch(conn, kind="functions", filename=upload.name, sha256=sha,
+                                    rows=len(rows), options=opts.model_dump(mode="json"),
+                                    report=report, loaded_by=loaded_by)
+        reference.save_function_map(conn, opts.scheme, pd.DataFrame(
+            rows, columns=["source_code", "cofog_code", "rationale"]), batch)
+        return Loaded("functions", batch, True,
+                      f"function map {opts.scheme}: {len(rows)} codes added", report)
+
+    return _once(conn, "functions", upload, opts, loaded_by, store)
+
+
+# --------------------------------------------------------------------------- spend
+
+#: A year's total this many times the body's previous year looks like pence typed as pounds.
+JUMP = 20
+
+
+def load_spend(conn: Connection, upload: Upload, opts: SpendLoadOptions, *,
+               loaded_by: str = "cli", step: Step = quiet) -> Loaded:
+    """Load a spend file; a (body, year) already loaded is superseded for the next run."""
+
+    def store(sha: str) -> Loaded:
+        maps = {s: reference.function_map(conn, s) for s in _schemes(conn)}
+        with step(f"Spend {upload.name}"):
+            read = read_spend(upload.path, source=upload.name, options=SpendOptions(
+                format=opts.format, unit=opts.unit,
+                area_set=opts.area_sets[0] if opts.area_sets else None, scheme=opts.scheme,
+                encoding=opts.encoding, total_tolerance_pence=opts.total_tolerance_pence),
+                function_maps=maps)
+            lines = _resolve(conn, read.lines, read.format, opts, upload.name, maps)
+        scopes = (lines.groupby(["body_id", "body", "financial_year"], sort=True)
+                  .agg(lines=("amount_pence", "size"),
+                       total=("amount_pence", lambda s: int(s[lines.loc[s.index, "kind"]
+                                                              == "expenditure"].sum())))
+                  .reset_index())
+        current = spend.current_scopes(conn, list(zip(scopes["body_id"].astype(int),
+                                                      scopes["financial_year"], strict=True)))
+        if not opts.allow_jump and read.format == "lines":
+            _check_jumps(conn, scopes, upload.name)
+        supersedes = {k: int(v["batch_id"]) for k, v in current.items()}
+        covered = []
+        for s in scopes.itertuples(index=False):
+            old = current.get((int(s.body_id), s.financial_year))
+            covered.append({"body": s.body, "financial_year": s.financial_year,
+                            "lines": int(s.lines), "total_pence": int(s.total),
+                            "supersedes_batch": None if old is None else int(old["batch_id"]),
+                            "previous_total_pence": None if old is None
+                            else int(old["total_pence"])})
+        report = {"format": read.format, "lines": len(lines), "scopes": covered,
+                  "checks": read.checks, "skipped": read.skipped,
+                  "income_lines": int((lines["kind"] == "income").sum()),
+                  "located_by": lines["located_by"].value_counts().sort_index().to_dict()}
+        batch = registry.save_batch(conn, kind="spend", filename=upload.name, sha256=sha,
+                                    rows=len(lines), options=opts.model_dump(mode="json"),
+                                    report=report, loaded_by=loaded_by)
+        spend.save_spend_lines(conn, batch, lines, supersedes)
+        replaced = sum(1 for c in covered if c["supersedes_batch"] is not None)
+        note = f"; supersedes {replaced} earlier body-year(s)" if replaced else ""
+        return Loaded("spend", batch, True,
+                      f"spend: {len(lines):,} lines for {len(covered)} body-year(s){note}",
+                      report)
+
+    return _once(conn, "spend", upload, opts, loaded_by, store)
+
+
+def _schemes(conn: Connection) -> list[str]:
+    return [r["scheme"] for r in conn.execute("SELECT DISTINCT scheme FROM function_map")]
+
+
+def _resolve(conn: Connection, lines: pd.DataFrame, fmt: str, opts: SpendLoadOptions,
+             source: str, maps: dict[str, dict[str, str]]) -> pd.DataFrame:
+    """Check a read file against the store: bodies, functions and where each line was."""
+    problems: list[Problem] = []
+    bodies = reference.bodies(conn)
+    sets = {s: store_boundaries.find_set(conn, s) for s in
+            {*opts.area_sets, *lines["area_set"].dropna().unique()}}
+    codes = {s: set(store_boundaries.unit_codes(conn, int(m["id"]))) for s, m in sets.items()
+             if m is not None}
+    out = lines.copy()
+    out["body_id"] = 0
+    out["cofog_code"] = ""
+    out["source_code"] = out["function"]
+    out["located_by"] = "area"
+    out["area_set_id"] = None
+    for col in ("x", "y"):
+        out[col] = np.nan
+    out["postcode"] = out["postcode"].where(out["postcode"].notna(), None)
+    for i, r in enumerate(lines.itertuples(index=False)):
+        where = f"row {r.source_row}"
+
+        def bad(fld: str, value: object, reason: str, fix: str, _r: object = r) -> None:
+            problems.append(Problem(where, reason, fix, field=fld,
+                                    value=None if value is None else str(value),
+                                    row=int(_r.source_row)))  # type: ignore[attr-defined]
+
+        # the function, as COFOG
+        if r.scheme == "cofog":
+            out.iat[i, out.columns.get_loc("cofog_code")] = str(r.function)[:2]
+        else:
+            out.iat[i, out.columns.get_loc("cofog_code")] = maps[r.scheme][r.function][:2]
+        # the area a line was reported for
+        area_set = None if pd.isna(r.area_set) else r.area_set
+        area_code = None if pd.isna(r.area_code) else r.area_code
+        if fmt == "rs":
+            area_code = area_code or opts.body_areas.get(r.body_code) or \
+                opts.body_areas.get(r.body)
+            found = [s for s in opts.area_sets if area_code in codes.get(s, ())]
+            if not found:
+                bad("ons_code", area_code, f"no area {area_code} in "
+                    f"{', '.join(opts.area_sets) or 'any set named'}",
+                    "name the set the body's area belongs to with --area-set "
+                    "(e.g. london-boroughs-2014)")
+                continue
+            area_set = found[0]
+        body = bodies.get(r.body)
+        if body is None:
+            if fmt != "rs" and pd.isna(r.body_name):
+                bad("body", r.body, "no such body is known",
+                    "add a body_name column (and body_kind) to create it, or check the slug")
+                continue
+            area_id = None if area_set is None or sets.get(area_set) is None \
+                else int(sets[area_set]["id"])
+            body_id = reference.upsert_body(
+                conn, r.body, r.body if pd.isna(r.body_name) else r.body_name,
+                "other" if pd.isna(r.body_kind) else r.body_kind,
+                area_code if fmt == "rs" else None,
+                area_set_id=area_id if fmt == "rs" else None,
+                area_code=area_code if fmt == "rs" else None,
+                source_code=None if pd.isna(r.body_code) else r.body_code)
+            bodies[r.body] = body = {"id": body_id, "slug": r.body, "area_set_id": area_id,
+                                     "area_code": area_code if fmt == "rs" else None}
+        out.iat[i, out.columns.get_loc("body_id")] = int(body["id"])
+        if area_set is not None:
+            meta = sets.get(area_set)
+            if meta is None:
+                bad("area_set", area_set, "no boundary set of that name is loaded",
+                    "load it first (`placespend load boundaries`), or correct the name")
+                continue
+            if area_code not in codes[area_set]:
+                bad("area_code", area_code, f"no area {area_code} in {area_set}",
+                    "check the code against the set's units")
+                continue
+            out.iat[i, out.columns.get_loc("area_set_id")] = int(meta["id"])
+            out.iat[i, out.columns.get_loc("area_code")] = area_code
+        elif pd.notna(r.easting) or pd.notna(r.longitude) or pd.notna(r.postcode) \
+                or pd.notna(r.site_id):
+            bad("location", None, "lines located by a point are not read yet",
+                "give an area_set and area_code for now (points come with the direct method)")
+            continue
+        else:
+            if body.get("area_set_id") is None:
+                bad("area_code", "", f"the line gives no area and {r.body}'s whole area is "
+                    "not known", "give an area_set and area_code")
+                continue
+            out.iat[i, out.columns.get_loc("located_by")] = "body_area"
+            out.iat[i, out.columns.get_loc("area_set_id")] = int(body["area_set_id"])
+            out.iat[i, out.columns.get_loc("area_code")] = body["area_code"]
+    if problems:
+        raise Rejected(source, problems)
+    return out
+
+
+def _check_jumps(conn: Connection, scopes: pd.DataFrame, source: str) -> None:
+    """Refuse a year JUMP times bigger than the body's previous year (pence typed as pounds)."""
+    problems = []
+    for s in scopes.itertuples(index=False):
+        start = int(s.financial_year[:4])
+        prev_year = f"{start - 1}-{start % 100:02d}"
+        prev = spend.body_year_total(conn, int(s.body_id), prev_year)
+        if prev is not None and prev > 0 and abs(int(s.total)) > JUMP * prev:
+            problems.append(Problem(
+                f"{s.body} {s.financial_year}", f"totals £{int(s.total) / 100:,.2f}, "
+                f"{abs(int(s.total)) / prev:,.0f} times {prev_year} (£{prev / 100:,.2f}): "
+                "were pence typed into a pounds column?",
+                "load it with --unit pence if the amounts are pence, or --allow-jump if the "
+                "figures are right", field="amount"))
+    if problems:
+        raise Rejected(source, problems)
+
+
+# --------------------------------------------------------------------------- embedded data
+
+
+def load_embedded(conn: Connection, *, base: Path = catalog.DATA_DIR, step: Step = quiet
+                  ) -> list[Loaded]:
+    """Load every embedded file through the same load path as a user's file."""
+    with conn.transaction():
+        with step("COFOG functions"):
+            reference.save_cofog(conn, read_cofog(catalog.existing_file(base, catalog.COFOG_PATH)))
+        done = []
+        for item in catalog.EMBEDDED:
+            upload = Upload(catalog.existing_file(base, item.path), item.path)
+            loader = LOADERS[item.kind]
+            opts = loader.options(**item.options, **_provenance(item))
+            done.append(loader.load(conn, upload, opts, loaded_by="embedded", step=step))
+    return done
+
+
+def _provenance(item: catalog.Embedded) -> dict:
+    if item.kind == "functions":
+        return {}
+    return {"licence": item.provenance.licence, "attribution": item.provenance.attribution,
+            "source": f"boundaries/data/{item.path}"}
+
+
+@dataclass(frozen=True)
+class Loader:
+    """A kind of file: its options and its load function."""
+
+    options: type[_Options]
+    load: Callable[..., Loaded]
+
+
+LOADERS: dict[str, Loader] = {
+    "boundaries": Loader(BoundaryOptions, load_boundaries),
+    "proxy": Loader(ProxyOptions, load_proxy),
+    "functions": Loader(FunctionMapOptions, load_functions),
+    "spend": Loader(SpendLoadOptions, load_spend),
+}
 
 
 def sha256_of(*parts: bytes | str) -> str:
-    """Hash of file contents and/or text, for idempotent loads."""
+    """Hash of file contents and/or text."""
     h = hashlib.sha256()
     for p in parts:
         h.update(p.encode() if isinstance(p, str) else p)
@@ -39,127 +695,6 @@ def sha256_of(*parts: bytes | str) -> str:
     return h.hexdigest()
 
 
-def _file_sha(path: Path) -> str:
-    return sha256_of(path.read_bytes())
-
-
-def _meta(
-    item: catalog.BoundarySource | catalog.DerivedSet, source: str, sha: str
-) -> store_boundaries.BoundarySetMeta:
-    """What is stored about a boundary set besides its features."""
-    return store_boundaries.BoundarySetMeta(
-        slug=item.slug, name=item.name, kind=item.kind, vintage=item.vintage, source=source,
-        licence=item.provenance.licence, attribution=item.provenance.attribution,
-        content_sha256=sha,
-    )
-
-
-def _source(slug: str) -> catalog.BoundarySource:
-    return next(s for s in catalog.BOUNDARY_SETS if s.slug == slug)
-
-
-def _prepare(
-    src: catalog.BoundarySource, base: Path
-) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, tuple[str, ...]]:
-    """Read a boundary file and normalise it: (raw features, prepared features, repaired codes)."""
-    raw = readers.read_boundaries(src, base)
-    done = prepare_boundaries(
-        raw, code_field=src.code_field, name_field=src.name_field,
-        parent_field=src.parent_field, source=src.path,
-    )
-    return raw, done.frame, done.repaired
-
-
-def load_embedded(
-    conn: Connection, *, base: Path = catalog.DATA_DIR, step: Step = quiet
-) -> LoadReport:
-    """Load every embedded boundary set, derived set, proxy, body and spend line."""
-    report = LoadReport()
-    with conn.transaction():
-        with step("COFOG functions"):
-            cofog = readers.read_cofog(catalog.path(catalog.COFOG_PATH))
-            reference.save_cofog(conn, cofog)
-
-        prepared: dict[str, tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]] = {}
-        for src in catalog.BOUNDARY_SETS:
-            sha = _file_sha(base / src.path)
-            existing = store_boundaries.find_set(conn, src.slug)
-            if existing is not None:
-                if existing["content_sha256"] != sha:
-                    raise InputError(
-                        f"boundary set {src.slug} is already loaded from different content "
-                        f"than {src.path}",
-                        "boundary sets are versions: load the changed file under a new slug",
-                    )
-                report.present.append(src.slug)
-                continue
-            with step(f"Boundaries {src.slug}"):
-                raw, frame, repaired = _prepare(src, base)
-                if repaired:
-                    report.repaired[src.slug] = repaired
-                prepared[src.slug] = (raw, frame)
-                store_boundaries.save_boundary_set(conn, _meta(src, src.path, sha), frame)
-                report.added.append(src.slug)
-
-        for d in catalog.DERIVED_SETS:
-            if store_boundaries.find_set(conn, d.slug) is not None:
-                report.present.append(d.slug)
-                continue
-            with step(f"Boundaries {d.slug} (dissolved from {d.from_slug})"):
-                if d.from_slug not in prepared:
-                    prepared[d.from_slug] = _prepare(_source(d.from_slug), base)[:2]
-                raw, frame = prepared[d.from_slug]
-                if d.group_field is None:
-                    out = dissolve(frame, None, code=d.code, name=d.fixed_name)
-                else:
-                    groups = raw[d.group_field].astype(str).tolist()
-                    names = (
-                        dict(zip(groups, raw[d.name_field].astype(str), strict=True))
-                        if d.name_field else None
-                    )
-                    out = dissolve(frame, groups, names=names)
-                derived_sha = sha256_of(d.slug, d.from_slug, str(d.group_field))
-                store_boundaries.save_boundary_set(
-                    conn, _meta(d, f"dissolved from {d.from_slug}", derived_sha), out
-                )
-                report.added.append(d.slug)
-
-        for p in catalog.PROXIES:
-            if reference.find_proxy(conn, p.slug) is not None:
-                report.present.append(p.slug)
-                continue
-            with step(f"Proxy {p.slug}"):
-                values = readers.read_proxy(p, base)
-                reference.save_proxy(
-                    conn, slug=p.slug, name=p.name,
-                    unit_set_id=store_boundaries.set_id(conn, p.unit_set), year=p.year,
-                    source=p.path, licence=p.provenance.licence,
-                    attribution=p.provenance.attribution, values=values,
-                )
-                report.added.append(p.slug)
-
-        body_ids = {
-            b.slug: reference.upsert_body(conn, b.slug, b.name, b.kind, b.area_code)
-            for b in catalog.SPEND.bodies
-        }
-        sha = sha256_of(
-            (base / catalog.SPEND.path).read_bytes(),
-            ",".join(b.slug for b in catalog.SPEND.bodies),
-            ",".join(catalog.SPEND.years),
-            (base / catalog.RS_COFOG_PATH).read_bytes(),
-        )
-        if spend.find_batch(conn, "spend", sha) is not None:
-            report.present.append("spend")
-        else:
-            with step("Spend lines (Revenue Outturn RS)"):
-                mapping = readers.read_rs_cofog_mapping(catalog.path(catalog.RS_COFOG_PATH))
-                lines = readers.read_spend(catalog.SPEND, base, mapping=mapping)
-                set_ids = {
-                    s: store_boundaries.set_id(conn, s) for s in set(lines["area_set"])
-                }
-                spend.save_spend_batch(
-                    conn, filename=catalog.SPEND.path, sha256=sha, lines=lines,
-                    body_ids=body_ids, set_ids=set_ids,
-                )
-                report.added.append(f"spend ({len(lines)} lines)")
-    return report
+__all__ = ["BoundaryOptions", "FunctionMapOptions", "InputError", "LOADERS", "Loaded",
+           "ProxyOptions", "SpendLoadOptions", "Upload", "load_boundaries", "load_embedded",
+           "load_functions", "load_proxy", "load_spend", "options"]

@@ -62,7 +62,7 @@ def budget(conn: Connection, polygon: shapely.Geometry, run_id: int | None = Non
     run = runs.get_run(conn, run_id)
     atom_set = store_atoms.get_atom_set(conn, int(run["atom_set_id"]))
     wkb = shapely.to_wkb(polygon)
-    cuts = store_boundaries.read_boundaries(conn, atom_set["cut_slug"], near=wkb)
+    cuts = store_boundaries.read_boundaries(conn, int(atom_set["cut_set_id"]), near=wkb)
     units = gpd.GeoDataFrame({"code": [DRAWN], "name": [DRAWN], "parent_code": [None]},
                              geometry=[polygon], crs=27700)
     slices = runs.run_slices(conn, run_id)

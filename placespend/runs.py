@@ -28,11 +28,12 @@ from allocation import pipeline
 from allocation.apportion import atom_proxy_values, choose_proxies
 from allocation.apportion import line_spread as spread_one_line
 from allocation.summary import property_schema
-from boundaries import catalog, readers
+from boundaries import catalog
 from domain.errors import InputError, NotFound
 from domain.version import ALGORITHM_VERSION
 from geo.atoms import build_atoms
 from geo.crosswalk import build_crosswalk_via_cuts, nested_crosswalk
+from intake.reference import read_proxy_table
 from placespend import __version__
 from placespend.progress import Step, quiet
 from store import atoms as store_atoms
@@ -81,13 +82,23 @@ def ensure_atoms(conn: Connection, zone_set: str, cut_set: str, step: Step = qui
 
     With a dask ``client`` the atoms are cut on its cluster (the same atoms, to the bit).
     """
-    slug = f"{zone_set}--{cut_set}"
-    found = store_atoms.find_atom_set(conn, slug)
+    zone_meta = store_boundaries.get_set(conn, zone_set)
+    cut_meta = store_boundaries.get_set(conn, cut_set)
+    found = store_atoms.find_atom_set(conn, int(zone_meta["id"]), int(cut_meta["id"]))
     if found is not None:
         return int(found["id"])
+    for meta in (zone_meta, cut_meta):
+        if meta["tiles"] is False:
+            raise InputError(
+                f"boundary set {meta['slug']} (version {meta['version']}) has units that "
+                f"overlap ({meta['overlap_m2']:,.0f} m² in all), so it cannot be cut into atoms: "
+                "the overlap would be counted twice",
+                f"load a corrected version of {meta['slug']} whose units do not overlap "
+                f"(its load report lists each overlapping pair)",
+            )
     with step(f"Cutting {zone_set} by {cut_set} into atoms"):
-        zones = store_boundaries.read_boundaries(conn, zone_set)
-        cuts = store_boundaries.read_boundaries(conn, cut_set)
+        zones = store_boundaries.read_boundaries(conn, int(zone_meta["id"]))
+        cuts = store_boundaries.read_boundaries(conn, int(cut_meta["id"]))
         if client is None:
             atoms = build_atoms(zones, cuts)
         else:
@@ -97,9 +108,9 @@ def ensure_atoms(conn: Connection, zone_set: str, cut_set: str, step: Step = qui
     with step(f"Storing {len(atoms):,} atoms"), conn.transaction():
         return store_atoms.save_atoms(
             conn,
-            slug=slug,
-            zone_set_id=store_boundaries.set_id(conn, zone_set),
-            cut_set_id=store_boundaries.set_id(conn, cut_set),
+            slug=f"{zone_set}@{zone_meta['version']}--{cut_set}@{cut_meta['version']}",
+            zone_set_id=int(zone_meta["id"]),
+            cut_set_id=int(cut_meta["id"]),
             atoms=atoms,
         )
 
@@ -119,8 +130,8 @@ def ensure_crosswalk(
         else:
             weights = build_crosswalk_via_cuts(
                 store_atoms.read_atoms(conn, atom_set_id, geometry=True),
-                store_boundaries.read_boundaries(conn, meta["cut_slug"]),
-                store_boundaries.read_boundaries(conn, target_set),
+                store_boundaries.read_boundaries(conn, int(meta["cut_set_id"])),
+                store_boundaries.read_boundaries(conn, target_id),
             )
     with conn.transaction():
         store_atoms.save_crosswalk(conn, atom_set_id, target_id, weights)
@@ -150,7 +161,7 @@ def _inputs(conn: Connection, request: RunRequest, step: Step,
             f"no spend lines are loaded for {request.financial_year}",
             "load them first (`placespend load`), or choose a year that has lines",
         )
-    table = readers.read_proxy_table(request.proxy_table)
+    table = read_proxy_table(request.proxy_table)
     lines["proxy"] = choose_proxies(lines, table).to_numpy()
     atom_set_id = ensure_atoms(conn, request.zone_set, request.cut_set, step, client)
     atoms = store_atoms.read_atoms(conn, atom_set_id)
@@ -250,7 +261,7 @@ def derive_publications(
         for target_set, meta in missing:
             xw = ensure_crosswalk(conn, int(run["atom_set_id"]), target_set, step)
             with step(f"Summing run {run_id} into {target_set}"):
-                units = store_boundaries.read_boundaries(conn, target_set)
+                units = store_boundaries.read_boundaries(conn, int(meta["id"]))
                 pub = pipeline.publish(computed, target_set, xw, units, bodies)
             year = run["financial_year"]
             writes.append(runs.CollectionWrite(

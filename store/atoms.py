@@ -10,9 +10,12 @@ from store.boundaries import ewkb_hex
 from store.db import Connection
 
 
-def find_atom_set(conn: Connection, slug: str) -> dict | None:
-    """The atom_set row for ``slug``, or None."""
-    return conn.execute("SELECT * FROM atom_set WHERE slug = %s", (slug,)).fetchone()
+def find_atom_set(conn: Connection, zone_set_id: int, cut_set_id: int) -> dict | None:
+    """The atom set cutting one boundary set version by another, or None."""
+    return conn.execute(
+        "SELECT * FROM atom_set WHERE zone_set_id = %s AND cut_set_id = %s",
+        (zone_set_id, cut_set_id),
+    ).fetchone()
 
 
 def get_atom_set(conn: Connection, atom_set_id: int) -> dict:

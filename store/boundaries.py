@@ -1,8 +1,14 @@
-"""Boundary sets and their units: write once (COPY), read back as GeoDataFrames."""
+"""Boundary sets and their units: write once (COPY), read back as GeoDataFrames.
+
+A slug names a set; each load of changed content under it is a new *version* (a new id).
+Lookups by slug answer the newest version; runs, atoms and crosswalks hold ids, so a new
+version never changes what was made from an older one.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 import geopandas as gpd
 import numpy as np
@@ -26,6 +32,13 @@ class BoundarySetMeta:
     licence: str
     attribution: str
     content_sha256: str
+    batch_id: int | None = None
+    #: Whether the units tile (no overlap above 1 m²); None when not checked.
+    tiles: bool | None = None
+    overlap_m2: float | None = None
+    gap_m2: float | None = None
+    #: Features made valid: code, feature, area_before_m2, area_after_m2, area_changed_m2, reason.
+    repairs: list[dict] = field(default_factory=list)
 
 
 def ewkb_hex(geoms: np.ndarray) -> np.ndarray:
@@ -50,17 +63,33 @@ def get_set(conn: Connection, slug: str) -> dict:
 
 
 def find_set(conn: Connection, slug: str) -> dict | None:
-    """The boundary_set row for ``slug``, or None."""
-    return conn.execute("SELECT * FROM boundary_set WHERE slug = %s", (slug,)).fetchone()
+    """The newest version of the boundary set ``slug``, or None."""
+    return conn.execute(
+        "SELECT * FROM boundary_set WHERE slug = %s ORDER BY version DESC LIMIT 1", (slug,)
+    ).fetchone()
+
+
+def get_set_by_id(conn: Connection, set_id: int) -> dict:
+    """A boundary_set row by id (any version), or NotFound."""
+    row = conn.execute("SELECT * FROM boundary_set WHERE id = %s", (set_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no boundary set with id {set_id}", "list them: `placespend sets`")
+    return row
 
 
 def save_boundary_set(conn: Connection, meta: BoundarySetMeta, frame: gpd.GeoDataFrame) -> int:
-    """Insert a set and its units (code, name, parent_code, geometry in EPSG:27700)."""
+    """Insert a set (the next version of its slug) and its units.
+
+    ``frame``: code, name, parent_code, geometry in EPSG:27700.
+    """
     row = conn.execute(
-        "INSERT INTO boundary_set (slug, name, kind, vintage, source, licence, attribution,"
-        " content_sha256) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        "INSERT INTO boundary_set (slug, version, name, kind, vintage, source, licence,"
+        " attribution, content_sha256, batch_id, tiles, overlap_m2, gap_m2, repairs)"
+        " SELECT %s, coalesce(max(version), 0) + 1, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+        " %s, %s FROM boundary_set WHERE slug = %s RETURNING id",
         (meta.slug, meta.name, meta.kind, meta.vintage, meta.source, meta.licence,
-         meta.attribution, meta.content_sha256),
+         meta.attribution, meta.content_sha256, meta.batch_id, meta.tiles, meta.overlap_m2,
+         meta.gap_m2, json.dumps(meta.repairs), meta.slug),
     ).fetchone()
     sid = int(row["id"])
     geoms = frame.geometry.to_numpy()
@@ -79,13 +108,17 @@ def save_boundary_set(conn: Connection, meta: BoundarySetMeta, frame: gpd.GeoDat
     return sid
 
 
-def read_boundaries(conn: Connection, slug: str, near: bytes | None = None) -> gpd.GeoDataFrame:
+def read_boundaries(
+    conn: Connection, slug: str | int, near: bytes | None = None
+) -> gpd.GeoDataFrame:
     """Units of a set: code, name, parent_code, geometry (EPSG:27700), ordered by code.
+
+    ``slug``: a slug (its newest version) or the id of one version.
 
     ``near``: WKB of a geometry in EPSG:27700; only the units that intersect it are read (found
     through the GiST index).
     """
-    sid = set_id(conn, slug)
+    sid = slug if isinstance(slug, int) else set_id(conn, slug)
     rows = conn.execute(
         "SELECT code, name, parent_code, ST_AsBinary(geom) AS wkb FROM boundary"
         " WHERE set_id = %(sid)s AND (%(near)s::bytea IS NULL OR ("
@@ -117,6 +150,12 @@ def add_unit(conn: Connection, set_slug: str, code: str, name: str, geom: object
     )
 
 
+def unit_codes(conn: Connection, set_id: int) -> list[str]:
+    """Every unit code of one set version."""
+    return [r["code"] for r in conn.execute(
+        "SELECT code FROM boundary WHERE set_id = %s ORDER BY code", (set_id,))]
+
+
 def has_code(conn: Connection, set_slug: str, code: str) -> bool:
     """Whether a set already has a unit with this code."""
     return conn.execute(
@@ -126,8 +165,10 @@ def has_code(conn: Connection, set_slug: str, code: str) -> bool:
 
 
 def list_sets(conn: Connection) -> list[dict]:
-    """Every boundary set with its feature count."""
+    """The newest version of every boundary set, with its feature count."""
     return conn.execute(
         "SELECT s.*, count(b.id) AS features FROM boundary_set s"
-        " LEFT JOIN boundary b ON b.set_id = s.id GROUP BY s.id ORDER BY s.slug"
+        " LEFT JOIN boundary b ON b.set_id = s.id"
+        " WHERE s.version = (SELECT max(version) FROM boundary_set o WHERE o.slug = s.slug)"
+        " GROUP BY s.id ORDER BY s.slug"
     ).fetchall()

@@ -1,63 +1,99 @@
-"""Spend lines, loaded in batches keyed by content hash (the same file twice is refused)."""
+"""Spend lines, loaded in batches; a newer batch for a (body, year) supersedes the older one.
+
+Lines are never changed or deleted. Which batch counts for a body and year is the newest
+:data:`spend_scope` row (the ``spend_current`` view); a run records the ids of the lines it used,
+so a correction changes the next run, never an earlier one.
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from domain.errors import DuplicateUpload
 from store.db import Connection
 
 
-def find_batch(conn: Connection, kind: str, sha256: str) -> dict | None:
-    """The batch that already holds this content, or None."""
-    return conn.execute(
-        "SELECT * FROM upload_batch WHERE kind = %s AND sha256 = %s", (kind, sha256)
+def current_scopes(conn: Connection, body_years: list[tuple[int, str]]) -> dict:
+    """The batch now counting for each (body id, year) of ``body_years``, with its totals."""
+    if not body_years:
+        return {}
+    rows = conn.execute(
+        "SELECT s.* FROM spend_scope s JOIN spend_current c USING (batch_id, body_id,"
+        " financial_year) WHERE (s.body_id, s.financial_year) IN"
+        " (SELECT * FROM unnest(%s::int[], %s::text[]))",
+        ([b for b, _ in body_years], [y for _, y in body_years]),
+    ).fetchall()
+    return {(r["body_id"], r["financial_year"]): r for r in rows}
+
+
+def body_year_total(conn: Connection, body_id: int, financial_year: str) -> int | None:
+    """The expenditure pence now counting for a body and year, or None if none are loaded."""
+    row = conn.execute(
+        "SELECT s.total_pence FROM spend_scope s JOIN spend_current c USING (batch_id, body_id,"
+        " financial_year) WHERE s.body_id = %s AND s.financial_year = %s",
+        (body_id, financial_year),
     ).fetchone()
+    return None if row is None else int(row["total_pence"])
 
 
-def save_spend_batch(
-    conn: Connection, *, filename: str, sha256: str, lines: pd.DataFrame,
-    body_ids: dict[str, int], set_ids: dict[str, int],
-) -> int:
-    """Insert a batch of spend lines; DuplicateUpload if the same content was loaded before.
+def save_spend_lines(conn: Connection, batch_id: int, lines: pd.DataFrame,
+                     supersedes: dict[tuple[int, str], int]) -> None:
+    """Insert a batch's lines and the (body, year) pairs it covers.
 
-    ``lines``: body, financial_year, line, cofog_code, amount_pence, area_set, area_code,
-    source_row.
+    ``lines``: body_id, financial_year, line, cofog_code, amount_pence, kind, scheme,
+    source_code, located_by, area_set_id, area_code, postcode, site_id, x, y (EPSG:27700, for
+    points), source_row. ``supersedes``: the batch each (body id, year) replaces.
     """
-    seen = find_batch(conn, "spend", sha256)
-    if seen is not None:
-        raise DuplicateUpload(
-            f"{filename} was already loaded as batch {seen['id']} on "
-            f"{seen['loaded_at']:%Y-%m-%d %H:%M}",
-            "nothing to do; to replace figures, load a corrected file (it will differ)",
-        )
-    batch = conn.execute(
-        "INSERT INTO upload_batch (kind, filename, sha256, rows) VALUES ('spend', %s, %s, %s)"
-        " RETURNING id",
-        (filename, sha256, len(lines)),
-    ).fetchone()["id"]
-    with conn.cursor().copy(
-        "COPY spend_line (batch_id, body_id, financial_year, line, cofog_code, amount_pence,"
-        " area_set_id, area_code, source_row) FROM STDIN"
-    ) as copy:
+    columns = ("batch_id, body_id, financial_year, line, cofog_code, amount_pence, kind, scheme,"
+               " source_code, located_by, area_set_id, area_code, postcode, site_id, geom,"
+               " source_row")
+
+    def opt(v: object) -> object:
+        return None if v is None or (isinstance(v, float) and v != v) else v
+
+    with conn.cursor().copy(f"COPY spend_line ({columns}) FROM STDIN") as copy:
         for r in lines.itertuples(index=False):
-            copy.write_row(
-                (batch, body_ids[r.body], r.financial_year, r.line, r.cofog_code,
-                 int(r.amount_pence), set_ids[r.area_set], r.area_code, int(r.source_row))
-            )
-    return int(batch)
+            x, y = opt(r.x), opt(r.y)
+            geom = None if x is None else f"SRID=27700;POINT({float(x)!r} {float(y)!r})"
+            site = opt(r.site_id)
+            area_set = opt(r.area_set_id)
+            copy.write_row((
+                batch_id, int(r.body_id), r.financial_year, r.line, r.cofog_code,
+                int(r.amount_pence), r.kind, r.scheme, opt(r.source_code), r.located_by,
+                None if area_set is None else int(area_set), opt(r.area_code), opt(r.postcode),
+                None if site is None else int(site), geom, int(r.source_row),
+            ))
+    spend = lines["kind"] == "expenditure"
+    scopes = (
+        lines.assign(spend=lines["amount_pence"].where(spend, 0),
+                     income=lines["amount_pence"].where(~spend, 0))
+        .groupby(["body_id", "financial_year"], sort=True)
+        .agg(lines=("amount_pence", "size"), total=("spend", "sum"), income=("income", "sum"))
+        .reset_index()
+    )
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO spend_scope (batch_id, body_id, financial_year, lines, total_pence,"
+            " income_pence, supersedes) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [(batch_id, int(s.body_id), s.financial_year, int(s.lines), int(s.total),
+              int(s.income), supersedes.get((int(s.body_id), s.financial_year)))
+             for s in scopes.itertuples(index=False)],
+        )
 
 
 #: How a spend line is read with its body and reporting area (``l``, ``b``, ``s``).
 LINE_JOINS = (" FROM spend_line l JOIN body b ON b.id = l.body_id"
-              " JOIN boundary_set s ON s.id = l.area_set_id")
+              " LEFT JOIN boundary_set s ON s.id = l.area_set_id")
 _COLUMNS = ["line_id", "body", "line", "cofog_code", "amount_pence", "area_set", "area_code",
             "source_row"]
 
 
 def read_lines(conn: Connection, *, financial_year: str | None = None,
                run_id: int | None = None) -> pd.DataFrame:
-    """Spend lines of a year, or the lines of a run (with the proxy it gave each), by id.
+    """The expenditure lines counting now for a year, or the lines of a run, by id.
+
+    For a year: the lines of the current batch of each body (a superseded batch's lines are
+    not read), expenditure only (income is kept apart), reported for an area. For a run: the
+    lines it used, with the proxy it gave each.
 
     Columns: line_id, body, line, cofog_code, amount_pence, area_set, area_code, source_row,
     and proxy for a run.
@@ -67,7 +103,10 @@ def read_lines(conn: Connection, *, financial_year: str | None = None,
     select = ("SELECT l.id AS line_id, b.slug AS body, l.line, l.cofog_code, l.amount_pence,"
               " s.slug AS area_set, l.area_code, l.source_row")
     if run_id is None:
-        sql = select + LINE_JOINS + " WHERE l.financial_year = %s ORDER BY l.id"
+        sql = (select + LINE_JOINS + " JOIN spend_current c ON c.batch_id = l.batch_id"
+               " AND c.body_id = l.body_id AND c.financial_year = l.financial_year"
+               " WHERE l.financial_year = %s AND l.kind = 'expenditure'"
+               " AND l.located_by IN ('area', 'body_area') ORDER BY l.id")
         rows = conn.execute(sql, (financial_year,)).fetchall()
         return pd.DataFrame(rows, columns=_COLUMNS)
     sql = (select + ", r.proxy" + LINE_JOINS + " JOIN run_line r ON r.line_id = l.id"
@@ -76,5 +115,31 @@ def read_lines(conn: Connection, *, financial_year: str | None = None,
 
 
 def lines_for_year(conn: Connection, financial_year: str) -> pd.DataFrame:
-    """Every spend line of a year, ordered by id (see :func:`read_lines`)."""
+    """Every spend line counting now for a year, ordered by id (see :func:`read_lines`)."""
     return read_lines(conn, financial_year=financial_year)
+
+
+def point_lines(conn: Connection, financial_year: str) -> dict:
+    """How many current lines of a year are located by a point, and their pence (not yet run)."""
+    row = conn.execute(
+        "SELECT count(*) AS n, coalesce(sum(l.amount_pence), 0) AS pence FROM spend_line l"
+        " JOIN spend_current c ON c.batch_id = l.batch_id AND c.body_id = l.body_id"
+        " AND c.financial_year = l.financial_year WHERE l.financial_year = %s"
+        " AND l.kind = 'expenditure' AND l.located_by IN ('point', 'postcode', 'site')",
+        (financial_year,),
+    ).fetchone()
+    return {"lines": int(row["n"]), "pence": int(row["pence"])}
+
+
+def attributions(conn: Connection, run_id: int) -> list[str]:
+    """The attribution of every spend batch a run read, in batch order (for map credits)."""
+    rows = conn.execute(
+        "SELECT DISTINCT u.id, u.options->>'attribution' AS attribution FROM run_line r"
+        " JOIN spend_line l ON l.id = r.line_id JOIN upload_batch u ON u.id = l.batch_id"
+        " WHERE r.run_id = %s ORDER BY u.id", (run_id,),
+    ).fetchall()
+    out: list[str] = []
+    for r in rows:
+        if r["attribution"] and r["attribution"] not in out:
+            out.append(r["attribution"])
+    return out

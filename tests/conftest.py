@@ -1,7 +1,8 @@
 """Shared fixtures: a real PostGIS (the project-local cluster, or DATABASE_URL), never a mock.
 
 - ``db_url``: a fresh, migrated test database for the session.
-- ``demo``: that database with the embedded data loaded and the 2014-15 run published.
+- ``demo``: that database with the embedded data loaded and the 2013-14 and 2014-15 runs
+  published (the 2014-15 run is the fixture's value).
 - ``conn``: a connection to it, per test.
 - ``fresh_db``: a new empty migrated database for one test (hand-built fixtures).
 - ``app`` / ``client``: the API over ``demo``, with its lifespan (pool) running.
@@ -45,6 +46,8 @@ def db_url() -> str:
 def demo(db_url: str) -> RunResult:
     with connect(db_url) as conn:
         load_embedded(conn)
+        earlier = make_run(conn, RunRequest(financial_year="2013-14"))
+        publish(conn, earlier.run_id)
         result = make_run(conn, RunRequest())
         publish(conn, result.run_id)
         return result

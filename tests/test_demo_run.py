@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
+import pandas as pd
+
+from boundaries import catalog
+from intake.spend import body_slug
 from placespend.runs import RunResult
-from store import features, runs
+from store import features, reference, runs
 from store.db import Connection
 
 HACKNEY_2014_15 = 52_969_400_000  # RS TOTAL SERVICE EXPENDITURE, £529,694,000
 GLA_2014_15 = 470_086_300_000  # signed sum of the GLA's 13 service lines, £4,700,863,000
 HACKNEY_WARDS = [f"E050093{n}" for n in range(67, 88)]
+RS = catalog.DATA_DIR / next(e.path for e in catalog.EMBEDDED if e.kind == "spend")
+
+
+def rs_service_pence(year: str) -> dict[str, int]:
+    """Each body's signed sum of its 13 service lines, read from the RS file by plain pandas."""
+    raw = pd.read_csv(RS, dtype=str)
+    mapped = set(pd.read_csv(catalog.DATA_DIR / "rs_line_cofog.csv", dtype=str)["line"])
+    rows = raw[(raw["financial_year"] == year) & raw["line"].isin(mapped)]
+    pence = rows["value_gbp_thousand"].map(lambda v: int(Decimal(v) * 100_000))
+    return pence.groupby(rows["authority"].map(body_slug)).sum().astype(int).to_dict()
 
 
 def _features(conn: Connection, cid: str) -> list[dict]:
@@ -18,36 +33,60 @@ def _features(conn: Connection, cid: str) -> list[dict]:
     return [f["properties"] for f in json.loads(page.features_json)]
 
 
+def test_the_rs_file_holds_34_bodies() -> None:
+    for year in ("2013-14", "2014-15"):
+        bodies = rs_service_pence(year)
+        assert len(bodies) == 34 and "gla" in bodies and "city_of_london" in bodies
+    assert rs_service_pence("2014-15")["hackney"] == HACKNEY_2014_15
+    assert rs_service_pence("2014-15")["gla"] == GLA_2014_15
+
+
 def test_conservation_report_accounts_for_every_penny(conn: Connection, demo: RunResult) -> None:
     report = demo.conservation
-    assert report["total_pence"] == HACKNEY_2014_15 + GLA_2014_15
+    london_pound = sum(rs_service_pence("2014-15").values())
+    assert report["total_pence"] == london_pound == 1_871_123_900_000
     assert report["allocated_pence"] == report["total_pence"]
     assert report["unallocated_pence"] == 0
-    assert report["lines"] == 26 and report["lines_unallocated"] == 0
+    assert report["lines"] == 34 * 13 and report["lines_unallocated"] == 0
     lines = runs.run_lines(conn, demo.run_id)
-    assert len(lines) == 26
+    assert len(lines) == 442
     assert int(lines["amount_pence"].sum()) == report["total_pence"]
     for line in lines.itertuples():
         assert line.allocated_pence == line.amount_pence or line.reason
     zero = lines.loc[lines["amount_pence"] == 0]
     assert (zero["reason"] == "nothing to allocate (the line is £0)").all()
-    assert "Police services" in set(zero["line"])  # Hackney reports no police spend: the GLA does
+    assert "Police services" in set(zero["line"])  # councils report no police spend: the GLA does
     by_target = {c["target_set"]: c for c in runs.get_run(conn, demo.run_id)["collections"]}
-    assert by_target["london-wards-2014"]["allocated_pence"] == HACKNEY_2014_15 + GLA_2014_15
+    assert by_target["london-wards-2014"]["allocated_pence"] == london_pound
     assert by_target["london-wards-2014"]["outside_pence"] == 0
     hackney = by_target["hackney-wards-2014"]
     assert hackney["allocated_pence"] + hackney["outside_pence"] == report["total_pence"]
 
 
-def test_london_collection_sums_to_both_bodies_exactly(conn: Connection, demo: RunResult) -> None:
+def test_every_borough_s_wards_hold_its_own_spend_to_the_penny(
+    conn: Connection, demo: RunResult
+) -> None:
+    """The London Pound: each council's lines over its own wards, the GLA's over all 630."""
     london = _features(conn, "london-wards-2014-spend-2014-15")
     assert len(london) == 630
-    assert sum(f["total_pence"] for f in london) == HACKNEY_2014_15 + GLA_2014_15
-    assert round(sum(f["body_hackney"] for f in london) * 100) == HACKNEY_2014_15
-    assert round(sum(f["body_gla"] for f in london) * 100) == GLA_2014_15
-    # Hackney's own lines stay inside Hackney.
-    outside = [f for f in london if f["code"] not in HACKNEY_WARDS]
-    assert all(f["body_hackney"] == 0 for f in outside)
+    want = rs_service_pence("2014-15")
+    assert sum(f["total_pence"] for f in london) == sum(want.values())
+    wards = {r["code"]: r["parent_code"] for r in conn.execute(
+        "SELECT b.code, b.parent_code FROM boundary b JOIN boundary_set s ON s.id = b.set_id"
+        " WHERE s.slug = 'london-wards-2014'")}
+    borough_of = {b: r["area_code"] for b, r in reference.bodies(conn).items()}
+    for body, pence in want.items():
+        held = [f for f in london if f[f"body_{body}"] != 0]
+        assert round(sum(f[f"body_{body}"] for f in london) * 100) == pence, body
+        if body != "gla":  # a council's pence stay inside its own borough's wards
+            assert {wards[f["code"]] for f in held} == {borough_of[body]}, body
+    assert all(f["body_gla"] > 0 for f in london)  # every ward carries the GLA's spend
+
+
+def test_the_2013_14_london_pound_is_published_too(conn: Connection, demo: RunResult) -> None:
+    london = _features(conn, "london-wards-2014-spend-2013-14")
+    assert len(london) == 630
+    assert sum(f["total_pence"] for f in london) == sum(rs_service_pence("2013-14").values())
 
 
 def test_hackney_collection_is_hackney_lines_plus_its_gla_share(

@@ -17,11 +17,10 @@ from geopandas.testing import assert_geodataframe_equal
 
 from allocation import pipeline
 from allocation.apportion import line_spread
-from boundaries import catalog, readers
+from placespend.load import embedded_boundaries
 from domain.errors import InputError
 from geo.atoms import build_atoms
 from geo.crosswalk import build_crosswalk_via_cuts, nested_crosswalk
-from geo.prepare import prepare_boundaries
 from placespend import distributed as dist
 from placespend.settings import Settings
 
@@ -104,14 +103,7 @@ def test_spatial_runs_hold_every_zone_once_in_compact_runs(layout) -> None:
 
 
 def _london() -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
-    def prepared(slug: str) -> gpd.GeoDataFrame:
-        src = next(s for s in catalog.BOUNDARY_SETS if s.slug == slug)
-        return prepare_boundaries(
-            readers.read_boundaries(src), code_field=src.code_field, name_field=src.name_field,
-            parent_field=src.parent_field, source=src.path,
-        ).frame
-
-    return prepared("london-lsoa-2011"), prepared("london-wards-2014")
+    return embedded_boundaries("london-lsoa-2011"), embedded_boundaries("london-wards-2014")
 
 
 def test_london_atoms_on_the_cluster_equal_the_single_build(client) -> None:

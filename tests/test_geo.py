@@ -10,7 +10,7 @@ import shapely
 from shapely.geometry import GeometryCollection, LineString, MultiPolygon, Point, Polygon, box
 
 from bench.synthetic import EXTENT, national
-from domain.errors import InputError
+from domain.errors import InputError, Rejected
 from geo.atoms import atom_pieces, build_atoms, finish_atoms
 from geo.crosswalk import build_crosswalk, build_crosswalk_via_cuts
 from geo.prepare import dissolve, polygonal, prepare_boundaries
@@ -47,11 +47,13 @@ def test_missing_crs_is_refused() -> None:
 
 
 def test_duplicate_and_blank_codes_name_the_feature() -> None:
-    with pytest.raises(InputError, match="code C appears 2 times") as err:
+    # Every problem is collected into one Rejected, each naming its feature.
+    with pytest.raises(Rejected, match="code C is used by features 1 and 2") as err:
         prepare_boundaries(_frame([world.rect(0, 1), world.rect(1, 2)], 27700, ["C", "C"]),
                            code_field="code", name_field="name", source="x")
-    assert err.value.where == "code C"
-    with pytest.raises(InputError, match="feature 2 has no code"):
+    assert err.value.where == "feature 2 (C)"
+    assert [p.feature for p in err.value.problems] == [2]
+    with pytest.raises(Rejected, match="feature 2 code ' ': the feature has no code"):
         prepare_boundaries(_frame([world.rect(0, 1), world.rect(1, 2)], 27700, ["C", " "]),
                            code_field="code", name_field="name", source="x")
 
@@ -62,14 +64,21 @@ def test_missing_field_lists_the_fields_there_are() -> None:
                            name_field="name", source="x")
 
 
-def test_bow_tie_is_repaired_and_reported() -> None:
+def test_bow_tie_is_refused_and_a_small_self_intersection_repaired() -> None:
+    # A bow-tie's shoelace area is 0 and its repair 5,000 m²: too big a change to make silently.
     x, y = world.X0, world.Y0
     bow = Polygon([(x, y), (x + 100, y + 100), (x + 100, y), (x, y + 100)])
-    done = prepare_boundaries(_frame([bow, world.rect(200, 300)], 27700), code_field="code",
+    with pytest.raises(Rejected, match="outline crosses itself") as err:
+        prepare_boundaries(_frame([bow, world.rect(200, 300)], 27700), code_field="code",
+                           name_field="name", source="x")
+    assert [p.where for p in err.value.problems] == ["feature 1 (C0)"]
+    # A 0.5 m² twisted loop at a corner of a 10,000 m² square is repaired, and reported.
+    loop = Polygon([(x, y), (x + 100, y), (x + 100, y + 101), (x + 101, y + 100), (x, y + 100)])
+    done = prepare_boundaries(_frame([loop, world.rect(200, 300)], 27700), code_field="code",
                               name_field="name", source="x")
     assert done.repaired == ("C0",)
     assert done.frame.geometry.iloc[0].is_valid
-    assert done.frame.geometry.iloc[0].area == pytest.approx(5_000)
+    assert done.repairs["area_changed_m2"].tolist() == pytest.approx([1.0])
 
 
 def test_dissolve_by_group_and_whole() -> None:

@@ -248,7 +248,7 @@ def test_map_renders_offline_in_chromium(server: str, tmp_path: Path) -> None:
                 "in total",
                 "09 Education:",
                 "10 Social protection:",
-                "London Borough of Hackney:",
+                "Hackney:",
                 "Greater London Authority:",
                 "Population proxy:",
                 "%",

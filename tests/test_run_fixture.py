@@ -8,7 +8,8 @@ import pandas as pd
 import psycopg
 import pytest
 
-from domain.errors import DuplicateUpload, InputError, NotFound
+from domain.errors import InputError, NotFound
+from placespend import load
 from placespend import runs as runs_module
 from placespend.runs import RunRequest, line_spread, make_run, publish
 from store import boundaries as sb
@@ -23,22 +24,47 @@ def _meta(slug: str, kind: str) -> sb.BoundarySetMeta:
                               licence="test", attribution="test", content_sha256=slug)
 
 
-def _load_world(url: str) -> None:
+def world_files(folder: Path) -> dict[str, Path]:
+    """The hand-computed world as the files a council officer would upload."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, frame in (("zones", world.zones()), ("wards", world.wards()),
+                        ("borough", world.borough())):
+        out[name] = folder / f"{name}.geojson"
+        frame.to_file(out[name], driver="GeoJSON", engine="pyogrio")
+    out["proxies"] = folder / "proxies.csv"
+    world.PROXY_VALUES.pivot(index="unit_code", columns="proxy", values="value").reset_index() \
+        .to_csv(out["proxies"], index=False)
+    out["spend"] = folder / "world.csv"
+    world.LINES.assign(financial_year="2014-15", body_name="Council", body_kind="council",
+                       function=world.LINES["cofog_code"]) \
+        [["body", "body_name", "body_kind", "financial_year", "line", "function",
+          "amount_pence", "area_set", "area_code"]].to_csv(out["spend"], index=False)
+    return out
+
+
+def _load_world(url: str, folder: Path | None = None) -> dict[str, Path]:
+    import tempfile
+
+    folder = folder or Path(tempfile.mkdtemp(prefix="world-"))
+    paths = world_files(folder)
     with connect(url) as conn:
         reference.save_cofog(conn, pd.DataFrame({
             "code": ["01", "07", "09", "10"], "description": ["a", "b", "c", "d"]}))
-        zones_id = sb.save_boundary_set(conn, _meta("fx-zones", "lsoa"), world.zones())
-        wards_id = sb.save_boundary_set(conn, _meta("fx-wards", "ward"), world.wards())
-        borough_id = sb.save_boundary_set(conn, _meta("fx-borough", "borough"), world.borough())
-        for slug, values in world.PROXY_VALUES.groupby("proxy"):
-            reference.save_proxy(conn, slug=slug, name=slug, unit_set_id=zones_id, year=2020,
-                                 source="tests", licence="test", attribution="test",
-                                 values=values[["unit_code", "value"]])
-        body = reference.upsert_body(conn, "council", "Council", "council", None)
-        lines = world.LINES.assign(financial_year="2014-15", source_row=range(2, 7))
-        spend.save_spend_batch(conn, filename="world.csv", sha256="w1", lines=lines,
-                               body_ids={"council": body},
-                               set_ids={"fx-borough": borough_id, "fx-wards": wards_id})
+        for slug, kind in (("fx-zones", "lsoa"), ("fx-wards", "ward"),
+                           ("fx-borough", "borough")):
+            name = slug.removeprefix("fx-")
+            load.load_boundaries(conn, load.Upload(paths[name], f"{name}.geojson"),
+                                 load.BoundaryOptions(slug=slug, kind=kind, code_field="code",
+                                                      name_field="name",
+                                                      parent_field="parent_code"))
+        for slug in world.PROXY_VALUES["proxy"].unique():
+            load.load_proxy(conn, load.Upload(paths["proxies"], "proxies.csv"),
+                            load.ProxyOptions(slug=slug, unit_set="fx-zones", year=2020,
+                                              code_field="unit_code", value_field=slug))
+        load.load_spend(conn, load.Upload(paths["spend"], "world.csv"),
+                        load.SpendLoadOptions())
+    return paths
 
 
 def _new_world_db(tmp_path: Path) -> str:
@@ -195,11 +221,16 @@ def test_year_without_lines_is_a_clear_error(world_db) -> None:
         make_run(conn, RunRequest(**{**request.__dict__, "financial_year": "2099-00"}))
 
 
-def test_the_same_spend_file_twice_is_refused(world_db) -> None:
+def test_the_same_spend_file_twice_creates_nothing(world_db, tmp_path: Path) -> None:
     url, _ = world_db
-    with connect(url) as conn, pytest.raises(DuplicateUpload, match="already loaded"):
-        spend.save_spend_batch(conn, filename="world.csv", sha256="w1", lines=world.LINES,
-                               body_ids={}, set_ids={})
+    paths = world_files(tmp_path / "again")
+    with connect(url) as conn:
+        before = conn.execute("SELECT count(*) AS n FROM spend_line").fetchone()["n"]
+        again = load.load_spend(conn, load.Upload(paths["spend"], "world.csv"),
+                                load.SpendLoadOptions())
+        after = conn.execute("SELECT count(*) AS n FROM spend_line").fetchone()["n"]
+    assert not again.created and "already loaded" in again.summary
+    assert before == after == 5
 
 
 def test_a_missing_parent_code_is_stored_as_null(fresh_db: str) -> None:

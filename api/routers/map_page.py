@@ -7,7 +7,7 @@ the legend is plain HTML + CSS (branca's colour-map legend needs d3 from a CDN).
 
 The router holds no domain logic: every figure is a feature property published by the run
 (see ``allocation/summary.py``), division and body names come from the store, and the
-attribution comes from the collection, the run's proxies and the spend source catalogue.
+attribution comes from the collection, the run's proxies and the spend batches the run read.
 """
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ from folium.utilities import JsCode
 from xstatic.pkg import leaflet as xstatic_leaflet
 
 from api.deps import ConnDep
-from boundaries import catalog
-from store import features, reference, runs
+from store import features, reference, runs, spend
 from store.db import Connection
 
 router = APIRouter()
@@ -154,7 +153,7 @@ def _legend_html(
         f"<h2>Spend per head, £ ({e(meta['financial_year'])})</h2>"
         f'<p class="ps-sub">{e(meta["title"])}</p>'
         f'<ul class="ps-classes">{"".join(rows)}</ul>'
-        f'<p class="ps-note">Net current spend of {e(", ".join(bodies))}.</p>'
+        f'<p class="ps-note">Net current spend of {e(_bodies_text(bodies))}.</p>'
         f'<p class="ps-note">Figures apportioned by population proxies: see '
         f'<a href="{e(run_href)}">{e(run_href)}</a>. Click a {unit} for its breakdown.</p>'
         f"{switch}"
@@ -256,7 +255,7 @@ function placespendPopup(p) {
         var m;
         if ((m = /^cofog_(\\d\\d)$/.exec(k)) && p[k] !== 0 && p[k] !== null) {
             divisions.push(row(m[1] + " " + (L_.divisions[m[1]] || "COFOG " + m[1]), p[k]));
-        } else if ((m = /^body_(.+)$/.exec(k)) && p[k] !== null) {
+        } else if ((m = /^body_(.+)$/.exec(k)) && p[k] !== null && p[k] !== 0) {
             bodies.push(row(L_.bodies[m[1]] || m[1], p[k]));
         }
     });
@@ -315,6 +314,13 @@ _ON_EACH_FEATURE = JsCode(
 )
 
 
+def _bodies_text(bodies: Sequence[str]) -> str:
+    """The bodies a map counts: named when few, counted when many."""
+    if len(bodies) <= 3:
+        return ", ".join(bodies)
+    return f"{len(bodies)} public bodies (click an area for each one's share)"
+
+
 def _script_json(value: Any) -> str:
     """JSON safe to place inside a <script> element."""
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e")
@@ -330,7 +336,7 @@ def _attribution(conn: Connection, meta: dict, run: dict) -> str:
             population.append(found["attribution"])
     parts = [
         f"Boundaries: {meta['attribution']} ({meta['licence']})",
-        f"Spend: {catalog.SPEND.provenance.attribution}",
+        *(f"Spend: {a}" for a in spend.attributions(conn, int(run["id"]))),
         *(f"Population: {a}" for a in population),
     ]
     return " | ".join(html.escape(p) for p in parts)

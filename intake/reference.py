@@ -1,0 +1,89 @@
+"""Reference tables: the UN COFOG list and proxy tables (which proxy spreads which line)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas
+
+from domain.errors import InputError, Problem, Rejected
+from intake.tables import read_rows
+
+_COFOG_KEEP_RE = re.compile(r"^\d{2}(\.\d)?$")
+
+
+def read_cofog(path: Path) -> pandas.DataFrame:
+    """Read the UN COFOG list as ``code, description``: the 10 divisions and 69 groups.
+
+    Classes (e.g. 10.2.0) are dropped. The file's ExplanatoryNote field spans several lines
+    inside quotes, so it is parsed with a real CSV parser.
+    """
+    path = Path(path)
+    try:
+        raw = pandas.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (ValueError, pandas.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(
+            f"cannot parse COFOG list {path.name}: {exc}",
+            "supply the UN COFOG CSV with columns Code and Description",
+            where=str(path),
+        ) from None
+    if not {"Code", "Description"} <= set(raw.columns):
+        raise InputError(
+            f"COFOG list {path.name} has no Code or Description column",
+            "supply the UN COFOG CSV with columns Code and Description",
+            where=str(path),
+        )
+    codes = raw["Code"].str.strip()
+    keep = codes.str.match(_COFOG_KEEP_RE.pattern)
+    out = pandas.DataFrame(
+        {"code": codes[keep], "description": raw["Description"][keep].str.strip()}
+    ).reset_index(drop=True)
+    if out.empty or out["code"].duplicated().any():
+        raise InputError(
+            f"COFOG list {path.name} has no divisions or repeats a code",
+            "supply the UN COFOG CSV unchanged",
+            where=str(path),
+        )
+    return out
+
+
+def read_proxy_table(path: Path, *, source: str | None = None) -> pandas.DataFrame:
+    """Read a proxy table: ``line, proxy, rationale``, the proxy that spreads each spend line.
+
+    Exactly one row must have line ``*`` (the proxy for every line not listed). Every row at
+    fault (a repeated or blank line, a missing proxy or rationale) is named in one
+    :class:`~domain.errors.Rejected`. Whether the lines and proxies exist is checked by the run
+    that uses the table.
+    """
+    path = Path(path)
+    source = source or path.name
+    columns = ("line", "proxy", "rationale")
+    problems: list[Problem] = []
+    rows: list[dict[str, str]] = []
+    seen: dict[str, int] = {}
+    for row in read_rows(path, columns, source=source, problems=problems):
+        v = row.values
+        where = f"row {row.line_no}"
+        if not v["line"]:
+            problems.append(Problem(where, "no line named", "name the spend line, or '*' for "
+                                    "all others", field="line", value="", row=row.line_no))
+        elif v["line"] in seen:
+            problems.append(Problem(where, f"line appears twice (first on row {seen[v['line']]})",
+                                    "keep one row per line", field="line", value=v["line"],
+                                    row=row.line_no))
+        elif not v["proxy"]:
+            problems.append(Problem(where, "no proxy", "name a proxy slug, e.g. residents-all",
+                                    field="proxy", value="", row=row.line_no))
+        elif not v["rationale"]:
+            problems.append(Problem(where, "no rationale", "explain in one sentence why that "
+                                    "proxy fits", field="rationale", value="", row=row.line_no))
+        else:
+            seen[v["line"]] = row.line_no
+            rows.append({c: v[c] for c in columns})
+    if not problems and "*" not in seen:
+        problems.append(Problem("file", "there is no '*' row", "add one row with line '*' "
+                                "giving the proxy for every line not listed", field="line"))
+    if problems:
+        raise Rejected(source, problems)
+    return pandas.DataFrame(rows, columns=list(columns)).astype(str)

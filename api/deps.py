@@ -24,3 +24,15 @@ def get_conn(request: Request) -> Iterator[Connection]:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ConnDep = Annotated[Connection, Depends(get_conn)]
+
+
+def require_key(request: Request, conn: ConnDep) -> dict:
+    """The API key of a write request (``Authorization: Bearer KEY`` or ``X-API-Key``)."""
+    from placespend import keys
+
+    auth = request.headers.get("authorization", "")
+    presented = auth[7:] if auth.lower().startswith("bearer ") else None
+    return keys.check(conn, presented or request.headers.get("x-api-key"))
+
+
+KeyDep = Annotated[dict, Depends(require_key)]

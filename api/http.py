@@ -43,9 +43,10 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def json_response(content: Any, *, headers: dict[str, str] | None = None) -> JSONResponse:
+def json_response(content: Any, *, headers: dict[str, str] | None = None,
+                  status_code: int = 200) -> JSONResponse:
     """A JSON response of anything FastAPI can encode (datetimes, decimals...)."""
-    return JSONResponse(jsonable_encoder(content), headers=headers)
+    return JSONResponse(jsonable_encoder(content), headers=headers, status_code=status_code)
 
 
 def etag(*parts: object) -> str:

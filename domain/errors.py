@@ -156,3 +156,17 @@ class Rejected(InputError):
         """Render for a JSON error body: the summary and every problem."""
         return {**super().as_dict(), "total": self.total,
                 "problems": [p.as_dict() for p in self.problems]}
+
+
+class Unauthorized(PlacespendError):
+    """A write came without a valid API key."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(PlacespendError):
+    """The API key is known but may not do this (revoked, or the wrong role)."""
+
+    status = 403
+    code = "forbidden"

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from domain.errors import PlacespendError, Rejected, SetupError
+from domain.errors import BadRequest, PlacespendError, Rejected, SetupError
 from placespend.settings import Settings
 
 # Logs and CI have no terminal width; give tables room there instead of rich's 80 columns.
@@ -93,6 +93,37 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
         for repair in item.details.get("repairs", [])[:10]:
             console.print(f"  [yellow]repaired[/] {repair['code']}: area changed by "
                           f"{repair['area_changed_m2']:.3g} m²")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    """Create, revoke or list the API keys that writes over HTTP need."""
+    from placespend import keys
+    from store import keys as store_keys
+    from store.db import connect
+
+    if args.action != "list" and not args.name:
+        raise BadRequest(f"`placespend keys {args.action}` needs the key's name",
+                         f"e.g. placespend keys {args.action} hackney-finance")
+    url = _database_url(settings)
+    _migrate(url)
+    with connect(url) as conn:
+        if args.action == "create":
+            key = keys.create(conn, args.name)
+            console.print(f"key {args.name!r} created. It is shown only now; keep it safe:")
+            print(key)
+        elif args.action == "revoke":
+            keys.revoke(conn, args.name)
+            console.print(f"key {args.name!r} revoked")
+        else:
+            table = Table(title="API keys (only their first characters are kept readable)")
+            for col in ("name", "prefix", "role", "created", "revoked"):
+                table.add_column(col)
+            for k in store_keys.list_keys(conn):
+                table.add_row(k["name"], k["prefix"] + "…", k["role"],
+                              f"{k['created_at']:%Y-%m-%d %H:%M}",
+                              "" if k["revoked_at"] is None else f"{k['revoked_at']:%Y-%m-%d}")
+            console.print(table)
     return 0
 
 
@@ -322,6 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="boundary set to publish through (repeatable; default: every set "
                      "the run is already published to)")
     pub.set_defaults(func=cmd_publish)
+
+    keys = sub.add_parser("keys", help="API keys for writes over HTTP (uploads)")
+    keys.add_argument("action", choices=["create", "revoke", "list"])
+    keys.add_argument("name", nargs="?", help="the key's name (create, revoke)")
+    keys.set_defaults(func=cmd_keys)
 
     serve = sub.add_parser("serve", help="serve the API and map")
     serving(serve)

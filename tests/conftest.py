@@ -6,6 +6,7 @@
 - ``conn``: a connection to it, per test.
 - ``fresh_db``: a new empty migrated database for one test (hand-built fixtures).
 - ``app`` / ``client``: the API over ``demo``, with its lifespan (pool) running.
+- ``api_key`` / ``auth``: an API key for writes over HTTP, and headers carrying it.
 """
 
 from __future__ import annotations
@@ -73,3 +74,18 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 @pytest.fixture()
 def fresh_db() -> str:
     return _new_database(f"placespend_test_{os.getpid()}_{next(_counter)}")
+
+
+@pytest.fixture(scope="session")
+def api_key(db_url: str, demo: RunResult) -> str:
+    """A key for writes over HTTP, made as an administrator would (`placespend keys create`)."""
+    from placespend import keys
+
+    with connect(db_url) as conn:
+        return keys.create(conn, f"tests-{os.getpid()}")
+
+
+@pytest.fixture(scope="session")
+def auth(api_key: str) -> dict[str, str]:
+    """Headers that carry the test API key."""
+    return {"Authorization": f"Bearer {api_key}"}

@@ -97,10 +97,10 @@ def test_budget_equals_the_atom_pieces_inside(client: TestClient, conn: Connecti
     assert feature.json()["name"] == "Triangle"
 
 
-def test_saved_and_published_it_gives_the_same_figures(client: TestClient, conn: Connection,
+def test_saved_and_published_it_gives_the_same_figures(client: TestClient, conn: Connection, auth,
                                                        demo: RunResult, triangle) -> None:
     drawn = client.post("/neighbourhoods/budget", json=_geojson(triangle)).json()
-    saved = client.post("/neighbourhood-sets/test-triangles/neighbourhoods", json={
+    saved = client.post(headers=auth, url="/neighbourhood-sets/test-triangles/neighbourhoods", json={
         "type": "Feature", "properties": {"name": "Three Wards Triangle"},
         "geometry": _geojson(triangle)})
     assert saved.status_code == 201, saved.text
@@ -118,7 +118,7 @@ def test_saved_and_published_it_gives_the_same_figures(client: TestClient, conn:
     for division, pence in drawn["by_function_pence"].items():
         assert round(p[f"cofog_{division}"] * 100) == pence
     # Published figures never move: the set is frozen now.
-    again = client.post("/neighbourhood-sets/test-triangles/neighbourhoods", json={
+    again = client.post(headers=auth, url="/neighbourhood-sets/test-triangles/neighbourhoods", json={
         "type": "Feature", "properties": {"name": "Another"}, "geometry": _geojson(triangle)})
     assert again.status_code == 409
     assert "already published" in again.json()["cause"]
@@ -159,17 +159,18 @@ def test_bad_polygons_get_a_clear_4xx(client: TestClient, body, query, status, w
         assert "outside Great Britain" in err["cause"]
 
 
-def test_overlapping_neighbourhoods_in_one_set_are_refused(client: TestClient, triangle) -> None:
-    first = client.post("/neighbourhood-sets/test-overlaps/neighbourhoods?name=First",
+def test_overlapping_neighbourhoods_in_one_set_are_refused(client: TestClient, triangle,
+                                                          auth) -> None:
+    first = client.post(headers=auth, url="/neighbourhood-sets/test-overlaps/neighbourhoods?name=First",
                         json=_geojson(triangle))
     assert first.status_code == 201, first.text
     moved = shapely.affinity.translate(triangle, xoff=50.0)
-    r = client.post("/neighbourhood-sets/test-overlaps/neighbourhoods?name=Second",
+    r = client.post(headers=auth, url="/neighbourhood-sets/test-overlaps/neighbourhoods?name=Second",
                     json=_geojson(moved))
     assert r.status_code == 422
     assert "overlaps neighbourhood 'first'" in r.json()["cause"]
     beside = shapely.affinity.translate(triangle, xoff=triangle.bounds[2] - triangle.bounds[0])
-    ok = client.post("/neighbourhood-sets/test-overlaps/neighbourhoods?name=Beside",
+    ok = client.post(headers=auth, url="/neighbourhood-sets/test-overlaps/neighbourhoods?name=Beside",
                      json=_geojson(beside))
     assert ok.status_code == 201, ok.text
 

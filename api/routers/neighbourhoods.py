@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import ConnDep
+from api.deps import ConnDep, KeyDep
 from api.http import base_url, check_known, json_response, link
 from placespend import neighbourhoods
 
@@ -70,11 +70,13 @@ def neighbourhood_budget(
     "/neighbourhood-sets/{set_id}/neighbourhoods",
     summary="Save a polygon as a named neighbourhood",
     status_code=201,
-    responses={**ERRORS, 409: {"description": "The name is taken or the set is published"}},
+    responses={**ERRORS, 401: {"description": "No API key, or an unknown one"},
+               409: {"description": "The name is taken or the set is published"}},
 )
 def save_neighbourhood(
     request: Request,
     conn: ConnDep,
+    key: KeyDep,
     set_id: str,
     body: GeoJSONBody,
     name: Annotated[str | None, Query(description="Name (default: the Feature's name)")] = None,

@@ -1,0 +1,131 @@
+"""Uploads: the same loads as ``placespend load KIND FILE``, as multipart POSTs with an API key.
+
+Thin: the file is streamed to a temporary file (refused past the size limit), the form fields
+become the load's options (the same names as the CLI flags, with ``_``), and
+:mod:`placespend.load` does the rest. 201 when something new was stored, 200 when the same
+file was already loaded (nothing new), 422 with every row or feature at fault otherwise.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from starlette.datastructures import UploadFile
+
+from api.deps import ConnDep, KeyDep
+from api.http import base_url, json_response
+from domain.errors import BadRequest, InputError, NotFound
+from placespend import load
+from store import registry
+
+router = APIRouter(tags=["Uploads"])
+
+#: Largest upload accepted (the same limit the file checks apply).
+MAX_BYTES = 200 * 1024 * 1024
+_LIST_FIELDS = {"area_sets"}
+_PAIR_FIELDS = {"body_areas"}
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "An option is malformed, or the form has no file"},
+    401: {"description": "No API key, or an unknown one"},
+    403: {"description": "The API key was revoked"},
+    404: {"description": "No such kind of upload"},
+    413: {"description": "The file is over the size limit"},
+    422: {"description": "The file was refused: every row or feature at fault, with its fix"},
+}
+
+
+async def _save(upload: UploadFile, folder: Path) -> Path:
+    """Stream an uploaded file to ``folder``, refusing it past :data:`MAX_BYTES`."""
+    path = folder / "upload"
+    size = 0
+    with path.open("wb") as out:
+        while chunk := await upload.read(1 << 20):
+            size += len(chunk)
+            if size > MAX_BYTES:
+                raise InputError(
+                    f"{upload.filename} is over the {MAX_BYTES // (1 << 20)} MiB upload limit",
+                    "split the file, or load it on the server with `placespend load`")
+            out.write(chunk)
+    return path
+
+
+def _options(kind: str, form: Any) -> dict[str, Any]:
+    model = load.LOADERS[kind].options
+    values: dict[str, Any] = {}
+    unknown = [k for k in form if k != "file" and k not in model.model_fields]
+    if unknown:
+        raise BadRequest(f"unknown option(s) {', '.join(sorted(unknown))} for {kind}",
+                         f"the options are: {', '.join(model.model_fields)}")
+    for name in model.model_fields:
+        got = [v for v in form.getlist(name) if isinstance(v, str)]
+        if not got:
+            continue
+        if name in _LIST_FIELDS:
+            values[name] = tuple(got)
+        elif name in _PAIR_FIELDS:
+            pairs = [g.partition("=") for g in got]
+            if any(not sep for _, sep, _ in pairs):
+                raise BadRequest(f"{name} must be CODE=AREA", "e.g. E5100=E12000007")
+            values[name] = {k.strip(): v.strip() for k, _, v in pairs}
+        elif model.model_fields[name].annotation is bool:
+            values[name] = got[-1].lower() in ("1", "true", "yes", "on")
+        else:
+            values[name] = got[-1]
+    return values
+
+
+@router.post("/uploads/{kind}", responses=_ERRORS, status_code=201,
+             summary="Load a file: boundaries, proxy, functions or spend")
+async def upload(kind: str, request: Request, conn: ConnDep, key: KeyDep) -> JSONResponse:
+    """Load one file (multipart field ``file``) with the options as form fields.
+
+    The options are those of ``placespend load KIND --help`` (``--code-field`` is the form
+    field ``code_field``; repeat ``area_sets`` for several).
+    """
+    if kind not in load.LOADERS:
+        raise NotFound(f"no upload kind {kind!r}", f"use one of: {', '.join(load.LOADERS)}")
+    async with request.form(max_files=1, max_fields=100) as form:
+        file = form.get("file")
+        if not isinstance(file, UploadFile) or not file.filename:
+            raise BadRequest("the form has no file", "send the file as the multipart field "
+                             "`file` (curl -F file=@wards.geojson)")
+        loader = load.LOADERS[kind]
+        opts = load.options(loader.options, **_options(kind, form))
+        with tempfile.TemporaryDirectory(prefix="placespend-upload-") as tmp:
+            path = await _save(file, Path(tmp))
+            name = Path(file.filename).name
+            done = await run_in_threadpool(
+                loader.load, conn, load.Upload(path, name), opts, loaded_by=key["name"])
+    body = {**done.as_dict(), "links": [
+        {"rel": "self", "href": f"{base_url(request)}/uploads/batches/{done.batch_id}",
+         "type": "application/json"}]}
+    return json_response(body, status_code=201 if done.created else 200)
+
+
+@router.get("/uploads/batches", summary="Every upload batch, newest first")
+def batches(conn: ConnDep, kind: str | None = None) -> JSONResponse:
+    """What has been loaded: one row per batch, with what it stored."""
+    rows = registry.list_batches(conn, kind)
+    return json_response({"batches": [_batch(r) for r in rows]})
+
+
+@router.get("/uploads/batches/{batch_id}", responses={404: {"description": "No such batch"}},
+            summary="One upload batch and what it stored")
+def batch(batch_id: int, conn: ConnDep) -> JSONResponse:
+    """One batch: its file, hash, who loaded it, and its report."""
+    row = registry.get_batch(conn, batch_id)
+    if row is None:
+        raise NotFound(f"no upload batch {batch_id}", "list them: GET /uploads/batches")
+    return json_response(_batch(row))
+
+
+def _batch(r: dict) -> dict:
+    return {"batch": r["id"], "kind": r["kind"], "filename": r["filename"],
+            "sha256": r["sha256"], "rows": r["rows"], "loaded_at": r["loaded_at"].isoformat(),
+            "loaded_by": r["loaded_by"], "report": r["report"]}

@@ -75,10 +75,10 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
     url = _database_url(settings)
     _migrate(url)
     with connect(url) as conn:
-        if args.kind == "embedded":
+        if args.load_kind == "embedded":
             done = load.load_embedded(conn, step=step)
         else:
-            loader = load.LOADERS[args.kind]
+            loader = load.LOADERS[args.load_kind]
             values = {name: getattr(args, name, None) for name in loader.options.model_fields}
             if values.get("body_areas"):
                 values["body_areas"] = _pairs(values["body_areas"])
@@ -288,7 +288,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Everything: database, migrations, embedded data, the 2013-14 and 2014-15 runs, serve."""
     start = time.perf_counter()
     _check_port(args.host, args.port)
-    args.kind = "embedded"
+    args.load_kind = "embedded"
     cmd_load(args, settings)
     for year, report in (("2013-14", False), ("2014-15", True)):
         args.year, args.proxy_table, args.report, args.publish, args.to = (
@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     load = sub.add_parser("load", help="load a file: boundaries, proxy, functions or spend "
                           "(`placespend load embedded`: the embedded Hackney/London data)")
-    kinds = load.add_subparsers(dest="kind", required=True)
+    kinds = load.add_subparsers(dest="load_kind", required=True)
     kinds.add_parser("embedded", help="the embedded data (what the demo loads)").set_defaults(
         func=cmd_load)
     for kind, loader in LOADERS.items():

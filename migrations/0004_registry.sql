@@ -133,6 +133,7 @@ CREATE TABLE spend_scope (
     lines          integer NOT NULL,
     total_pence    bigint NOT NULL,        -- signed sum of the expenditure lines
     income_pence   bigint NOT NULL,        -- sum of the income lines, kept apart
+    content_sha256 text,                   -- of the pair's lines: an unchanged pair is not reloaded
     supersedes     integer REFERENCES upload_batch,
     PRIMARY KEY (batch_id, body_id, financial_year)
 );

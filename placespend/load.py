@@ -48,6 +48,8 @@ from store.db import Connection
 BoundaryKind = Literal["ward", "lsoa", "oa", "msoa", "small_area", "borough", "region",
                        "constituency", "agency_area", "neighbourhood", "other"]
 SLUG = r"^[a-z0-9][a-z0-9-]*$"
+#: A proxy value: a plain non-negative decimal (no separators, no exponent).
+_COUNT = re.compile(r"^\d+(\.\d+)?$")
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,9 @@ def _already(kind: str, batch: dict) -> Loaded:
 def _once(conn: Connection, kind: str, upload: Upload, opts: _Options, loaded_by: str,
           store: Callable[[str], Loaded]) -> Loaded:
     """Run ``store(sha)`` in one transaction, unless the same content is already loaded."""
+    if not upload.path.is_file():
+        raise InputError(f"{upload.name} does not exist (or is not a file)",
+                         "check the file name and path")
     files.check_size(upload.path, files.UploadLimits(), upload.name)
     sha = _sha(upload, opts)
     with conn.transaction():
@@ -372,10 +377,7 @@ def load_proxy(conn: Connection, upload: Upload, opts: ProxyOptions, *,
                                             f"belong to", field=code_field, value=code,
                                             row=row.line_no))
                     continue
-                try:
-                    value = float(text.replace(",", ""))
-                except ValueError:
-                    value = float("nan")
+                value = float(text) if _COUNT.match(text) else float("nan")
                 if not np.isfinite(value) or value < 0:
                     problems.append(Problem(where, "not a number of zero or more",
                                             f"put a count in {opts.value_field}",
@@ -438,8 +440,8 @@ def load_functions(conn: Connection, upload: Upload, opts: FunctionMapOptions, *
                                             value=v[opts.cofog_field], row=row.line_no))
                 continue
             if not code or code in seen:
-                problems.append(Problem(where, "blank, or already on row "
-                                        f"{seen.get(code)}", "one row per code",
+                reason = f"already on row {seen[code]}" if code else "no code"
+                problems.append(Problem(where, reason, "one row per code",
                                         field=opts.code_field, value=code, row=row.line_no))
                 continue
             seen[code] = row.line_no
@@ -495,16 +497,28 @@ def load_spend(conn: Connection, upload: Upload, opts: SpendLoadOptions, *,
                 encoding=opts.encoding, total_tolerance_pence=opts.total_tolerance_pence),
                 function_maps=maps)
             lines = _resolve(conn, read.lines, read.format, opts, upload.name, maps)
+        content = _fingerprints(lines)
+        pairs = sorted(content)
+        current = spend.current_scopes(conn, pairs)
+        same = {k for k in pairs if k in current and current[k]["content_sha256"] == content[k]}
+        if same:  # a pair whose lines are exactly those already counting is not loaded again
+            keep = [(int(b), y) not in same for b, y in zip(lines["body_id"],
+                                                             lines["financial_year"], strict=True)]
+            lines = lines.loc[keep]
+        if lines.empty:
+            batches = sorted({int(current[k]["batch_id"]) for k in same})
+            return Loaded("spend", batches[-1], False,
+                          f"{upload.name} holds the same lines as batch(es) "
+                          f"{', '.join(map(str, batches))} for all its {len(same)} body-year(s): "
+                          "nothing new was stored", {"unchanged": len(same)})
         scopes = (lines.groupby(["body_id", "body", "financial_year"], sort=True)
                   .agg(lines=("amount_pence", "size"),
                        total=("amount_pence", lambda s: int(s[lines.loc[s.index, "kind"]
                                                               == "expenditure"].sum())))
                   .reset_index())
-        current = spend.current_scopes(conn, list(zip(scopes["body_id"].astype(int),
-                                                      scopes["financial_year"], strict=True)))
         if not opts.allow_jump and read.format == "lines":
             _check_jumps(conn, scopes, upload.name)
-        supersedes = {k: int(v["batch_id"]) for k, v in current.items()}
+        supersedes = {k: int(v["batch_id"]) for k, v in current.items() if k not in same}
         covered = []
         for s in scopes.itertuples(index=False):
             old = current.get((int(s.body_id), s.financial_year))
@@ -514,20 +528,34 @@ def load_spend(conn: Connection, upload: Upload, opts: SpendLoadOptions, *,
                             "previous_total_pence": None if old is None
                             else int(old["total_pence"])})
         report = {"format": read.format, "lines": len(lines), "scopes": covered,
+                  "unchanged_body_years": len(same),
                   "checks": read.checks, "skipped": read.skipped,
                   "income_lines": int((lines["kind"] == "income").sum()),
                   "located_by": lines["located_by"].value_counts().sort_index().to_dict()}
         batch = registry.save_batch(conn, kind="spend", filename=upload.name, sha256=sha,
                                     rows=len(lines), options=opts.model_dump(mode="json"),
                                     report=report, loaded_by=loaded_by)
-        spend.save_spend_lines(conn, batch, lines, supersedes)
+        spend.save_spend_lines(conn, batch, lines, supersedes, content)
         replaced = sum(1 for c in covered if c["supersedes_batch"] is not None)
         note = f"; supersedes {replaced} earlier body-year(s)" if replaced else ""
+        if same:
+            note += f"; {len(same)} body-year(s) unchanged, not loaded again"
         return Loaded("spend", batch, True,
                       f"spend: {len(lines):,} lines for {len(covered)} body-year(s){note}",
                       report)
 
     return _once(conn, "spend", upload, opts, loaded_by, store)
+
+
+def _fingerprints(lines: pd.DataFrame) -> dict[tuple[int, str], str]:
+    """A hash of each (body id, year)'s lines: what they say, not where they sat in the file."""
+    cols = ["line", "cofog_code", "source_code", "amount_pence", "kind", "located_by",
+            "area_set_id", "area_code"]
+    out = {}
+    for (body, year), group in lines.groupby(["body_id", "financial_year"], sort=True):
+        text = group[cols].astype(str).sort_values(cols).to_csv(index=False)
+        out[(int(body), str(year))] = hashlib.sha256(text.encode()).hexdigest()
+    return out
 
 
 def _schemes(conn: Connection) -> list[str]:

@@ -36,7 +36,8 @@ def body_year_total(conn: Connection, body_id: int, financial_year: str) -> int 
 
 
 def save_spend_lines(conn: Connection, batch_id: int, lines: pd.DataFrame,
-                     supersedes: dict[tuple[int, str], int]) -> None:
+                     supersedes: dict[tuple[int, str], int],
+                     content: dict[tuple[int, str], str]) -> None:
     """Insert a batch's lines and the (body, year) pairs it covers.
 
     ``lines``: body_id, financial_year, line, cofog_code, amount_pence, kind, scheme,
@@ -73,9 +74,10 @@ def save_spend_lines(conn: Connection, batch_id: int, lines: pd.DataFrame,
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO spend_scope (batch_id, body_id, financial_year, lines, total_pence,"
-            " income_pence, supersedes) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            " income_pence, content_sha256, supersedes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
             [(batch_id, int(s.body_id), s.financial_year, int(s.lines), int(s.total),
-              int(s.income), supersedes.get((int(s.body_id), s.financial_year)))
+              int(s.income), content.get((int(s.body_id), s.financial_year)),
+              supersedes.get((int(s.body_id), s.financial_year)))
              for s in scopes.itertuples(index=False)],
         )
 

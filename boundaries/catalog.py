@@ -1,9 +1,10 @@
 """Manifest of the default data embedded in ``boundaries/data``.
 
-Every embedded file is named here once, with the fields other modules read from it and the
-licence and attribution that must travel with it (copied verbatim from the SOURCE.md that sits
-beside the file). Nothing here reads the files: :mod:`boundaries.readers` does that. This module
-uses the standard library only, so anything may import it cheaply.
+Every embedded file is named here once, with the load options it is loaded with
+(``placespend load KIND FILE`` takes the same) and the licence and attribution that must travel
+with it (copied verbatim from the SOURCE.md that sits beside the file). Nothing here reads the
+files: :func:`placespend.load.load_embedded` loads them through the public load path. This
+module uses the standard library only, so anything may import it cheaply.
 """
 
 from __future__ import annotations

@@ -51,7 +51,8 @@ def read_cofog(path: Path) -> pandas.DataFrame:
 def read_proxy_table(path: Path, *, source: str | None = None) -> pandas.DataFrame:
     """Read a proxy table: ``line, proxy, rationale``, the proxy that spreads each spend line.
 
-    Exactly one row must have line ``*`` (the proxy for every line not listed). Every row at
+    Columns: line, proxy, rationale, row (its line in the file). Exactly one row must have line
+    ``*`` (the proxy for every line not listed). Every row at
     fault (a repeated or blank line, a missing proxy or rationale) is named in one
     :class:`~domain.errors.Rejected`. Whether the lines and proxies exist is checked by the run
     that uses the table.
@@ -80,10 +81,12 @@ def read_proxy_table(path: Path, *, source: str | None = None) -> pandas.DataFra
                                     "proxy fits", field="rationale", value="", row=row.line_no))
         else:
             seen[v["line"]] = row.line_no
-            rows.append({c: v[c] for c in columns})
+            rows.append({**{c: v[c] for c in columns}, "row": str(row.line_no)})
     if not problems and "*" not in seen:
         problems.append(Problem("file", "there is no '*' row", "add one row with line '*' "
                                 "giving the proxy for every line not listed", field="line"))
     if problems:
         raise Rejected(source, problems)
-    return pandas.DataFrame(rows, columns=list(columns)).astype(str)
+    out = pandas.DataFrame(rows, columns=[*columns, "row"]).astype(str)
+    out["row"] = out["row"].astype(int)
+    return out

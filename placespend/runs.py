@@ -16,6 +16,7 @@ Atoms and crosswalks are derived data: built once per pair of boundary sets, sto
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from allocation.apportion import atom_proxy_values, choose_proxies
 from allocation.apportion import line_spread as spread_one_line
 from allocation.summary import property_schema
 from boundaries import catalog
-from domain.errors import InputError, NotFound
+from domain.errors import InputError, NotFound, Problem, Rejected
 from domain.version import ALGORITHM_VERSION
 from geo.atoms import build_atoms
 from geo.crosswalk import build_crosswalk_via_cuts, nested_crosswalk
@@ -162,6 +163,7 @@ def _inputs(conn: Connection, request: RunRequest, step: Step,
             "load them first (`placespend load`), or choose a year that has lines",
         )
     table = read_proxy_table(request.proxy_table)
+    _check_table_lines(table, lines, request)
     lines["proxy"] = choose_proxies(lines, table).to_numpy()
     atom_set_id = ensure_atoms(conn, request.zone_set, request.cut_set, step, client)
     atoms = store_atoms.read_atoms(conn, atom_set_id)
@@ -181,6 +183,23 @@ def _inputs(conn: Connection, request: RunRequest, step: Step,
     )
     inputs = pipeline.Inputs(lines, atoms, values, membership, request.cut_set)
     return inputs, atom_set_id, table
+
+
+def _check_table_lines(table: pd.DataFrame, lines: pd.DataFrame, request: RunRequest) -> None:
+    """Refuse a proxy table naming a line the year does not have (a typo would fall to ``*``)."""
+    known = set(lines["line"])
+    named = table.loc[table["line"] != "*"]
+    bad = named.loc[~named["line"].isin(known)]
+    if bad.empty:
+        return
+    close = {r.line: difflib.get_close_matches(r.line, sorted(known), n=1)
+             for r in bad.itertuples()}
+    raise Rejected(request.proxy_table.name, [
+        Problem(f"row {r.row}", f"no {request.financial_year} spend line is called this",
+                (f"did you mean {close[r.line][0]!r}? " if close[r.line] else "")
+                + "name a line exactly as loaded, or '*' for every other line",
+                field="line", value=r.line, row=int(r.row))
+        for r in bad.itertuples()])
 
 
 def make_run(conn: Connection, request: RunRequest, step: Step = quiet,

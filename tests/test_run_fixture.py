@@ -8,7 +8,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from domain.errors import InputError, NotFound
+from domain.errors import InputError, NotFound, Rejected
 from placespend import load
 from placespend import runs as runs_module
 from placespend.runs import RunRequest, line_spread, make_run, publish
@@ -211,6 +211,20 @@ def test_unknown_proxy_in_table_is_a_clear_error(world_db, tmp_path: Path) -> No
     with connect(url) as conn, pytest.raises(InputError, match="pupils-ks4") as err:
         make_run(conn, RunRequest(**{**request.__dict__, "proxy_table": bad}))
     assert "change the proxy table" in err.value.fix
+    with connect(url) as conn:
+        assert conn.execute("SELECT count(*) AS n FROM run").fetchone()["n"] == 0
+
+
+def test_a_proxy_table_naming_no_real_line_is_refused(world_db, tmp_path: Path) -> None:
+    url, request = world_db
+    typo = tmp_path / "typo.csv"
+    typo.write_text("line,proxy,rationale\nB,residents-0-15,children\n"
+                    "Dx,residents-65-plus,old\n*,residents-all,everyone\n")
+    with connect(url) as conn, pytest.raises(Rejected) as err:
+        make_run(conn, RunRequest(**{**request.__dict__, "proxy_table": typo}))
+    problem = err.value.problems[0]
+    assert (problem.row, problem.field, problem.value) == (3, "line", "Dx")
+    assert "did you mean 'D'" in problem.fix
     with connect(url) as conn:
         assert conn.execute("SELECT count(*) AS n FROM run").fetchone()["n"] == 0
 

@@ -209,12 +209,11 @@ def _area_rows(
     code_of = np.append(pd.Index(code_values).get_indexer(m_code_values), -1)[m_code]
     key = (set_of + 1) * (len(code_values) + 1) + code_of + 1
     hit = (set_of >= 0) & (code_of >= 0)
-    area = np.zeros(len(key), dtype=np.intp)
-    if len(areas):
-        area = np.minimum(np.searchsorted(areas, key), len(areas) - 1)
-        hit &= areas[area] == key
-    else:
-        hit[:] = False
+    # Keys are below (sets + 1) x (codes + 1), a small range: a table gives each its area.
+    area_of_key = np.full((len(set_values) + 1) * (len(code_values) + 1), -1, dtype=np.intp)
+    area_of_key[areas] = np.arange(len(areas))
+    area = area_of_key[key]
+    hit &= area >= 0
     selected = np.flatnonzero(hit)
     atom = membership["atom_id"].to_numpy(dtype=np.int64)[selected]
     weight = membership["weight"].to_numpy(dtype=np.float64)[selected]
@@ -267,7 +266,13 @@ def _plan(
         rank_of[by_id] = np.arange(len(by_id))
         rank = rank_of[position]
         ids_by_rank = index_ids[by_id]
-    order = np.argsort(m_area.astype(np.int64) * len(index_ids) + rank, kind="stable")
+    if len(rank) < 2 or (rank[1:] >= rank[:-1]).all():
+        # Rows already in atom order (as stored): a stable sort by area alone keeps it, and
+        # sorts small integers by radix.
+        order = np.argsort(m_area.astype(np.uint16 if n_areas <= 1 << 16 else np.int64),
+                           kind="stable")
+    else:
+        order = np.argsort(m_area.astype(np.int64) * len(index_ids) + rank, kind="stable")
     area_count = np.bincount(m_area, minlength=n_areas)
     area_start = np.cumsum(area_count) - area_count
 

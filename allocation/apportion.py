@@ -32,8 +32,8 @@ Categorical columns cost nothing to code), and every later step works on those c
 keys and slices are numbered by combining codes, never by sorting a million rows. Each group's
 keys are split as one table of rounded running totals (atoms x keys), differenced down the
 atoms and added into a dense (atom x slice) table, a whole block at a time when the group's
-atoms are consecutive; when the product is small next to that table, the cells are instead
-listed and summed in one sorted pass. Tables handed back are built from the arrays without
+atoms are consecutive; when the product is small next to that table and the groups it would
+loop over, the cells are instead listed and summed in one sorted pass. Tables handed back are built from the arrays without
 copying them, and text columns are built from their few distinct labels.
 
 A line whose reporting area has no atoms at all is not allocated, and the conservation report
@@ -60,10 +60,14 @@ from domain.errors import ConservationError, InputError
 
 #: Dense (atom x slice) accumulators up to this many cells; sparser products are sorted.
 DENSE_CELLS = 64_000_000
-#: A spread with fewer cells than 1/SPARSE_RATIO of the dense table is listed and sorted instead.
+#: A spread with fewer cells than 1/SPARSE_RATIO of the dense table's cost is listed and sorted
+#: instead; that cost counts the table's cells and GROUP_CELLS for each group it loops over.
 SPARSE_RATIO = 10
+GROUP_CELLS = 4096
 #: Cells listed at once by the sorted spread (memory stays bounded however many lines there are).
 BATCH_CELLS = 4_000_000
+#: Cells of the dense table compacted at a time into its own memory (see ``_table_rows``).
+COMPACT_CELLS = 1 << 18
 
 _NO_ATOMS, _NO_LAND, _OK = 0, 1, 2
 #: The dtype pandas gives a column of Python strings.
@@ -205,12 +209,11 @@ def _area_rows(
     code_of = np.append(pd.Index(code_values).get_indexer(m_code_values), -1)[m_code]
     key = (set_of + 1) * (len(code_values) + 1) + code_of + 1
     hit = (set_of >= 0) & (code_of >= 0)
-    area = np.zeros(len(key), dtype=np.intp)
-    if len(areas):
-        area = np.minimum(np.searchsorted(areas, key), len(areas) - 1)
-        hit &= areas[area] == key
-    else:
-        hit[:] = False
+    # Keys are below (sets + 1) x (codes + 1), a small range: a table gives each its area.
+    area_of_key = np.full((len(set_values) + 1) * (len(code_values) + 1), -1, dtype=np.intp)
+    area_of_key[areas] = np.arange(len(areas))
+    area = area_of_key[key]
+    hit &= area >= 0
     selected = np.flatnonzero(hit)
     atom = membership["atom_id"].to_numpy(dtype=np.int64)[selected]
     weight = membership["weight"].to_numpy(dtype=np.float64)[selected]
@@ -263,7 +266,13 @@ def _plan(
         rank_of[by_id] = np.arange(len(by_id))
         rank = rank_of[position]
         ids_by_rank = index_ids[by_id]
-    order = np.argsort(m_area.astype(np.int64) * len(index_ids) + rank, kind="stable")
+    if len(rank) < 2 or (rank[1:] >= rank[:-1]).all():
+        # Rows already in atom order (as stored): a stable sort by area alone keeps it, and
+        # sorts small integers by radix.
+        order = np.argsort(m_area.astype(np.uint16 if n_areas <= 1 << 16 else np.int64),
+                           kind="stable")
+    else:
+        order = np.argsort(m_area.astype(np.int64) * len(index_ids) + rank, kind="stable")
     area_count = np.bincount(m_area, minlength=n_areas)
     area_start = np.cumsum(area_count) - area_count
 
@@ -454,7 +463,8 @@ def _spread_keys(
 
     ``key_group`` must be non-decreasing (keys are numbered group by group). Returns the
     product and its pence per slice. The dense (atom x slice) table is used unless it is too
-    big, or the product is small next to it.
+    big, or the product is small next to it (and to the groups it would loop over): both give
+    the same cells, so this decides only the time.
     """
     n_groups = len(plan.groups)
     group_len = np.bincount(plan.row_group, minlength=n_groups)
@@ -464,7 +474,8 @@ def _spread_keys(
     if n_cells == 0:
         atom = slice_id = amount = np.zeros(0, dtype=np.int64)
         per_slice = np.zeros(n_slices, dtype=np.int64)
-    elif dense_cells > DENSE_CELLS or n_cells * SPARSE_RATIO < dense_cells:
+    elif dense_cells > DENSE_CELLS or n_cells * SPARSE_RATIO < (
+            dense_cells + GROUP_CELLS * (1 + int(np.count_nonzero(np.diff(key_group))))):
         cell, amount = _listed_cells(plan, group_start, group_len, key_group, key_total,
                                      key_slice, n_slices)
         position, slice_id = np.divmod(cell, n_slices)
@@ -493,9 +504,10 @@ def _dense_table(
     """Pence per (atom, slice) as a dense table, one group at a time, all its keys at once.
 
     A group's (atoms x keys) table holds the rounded running totals after each atom,
-    ``floor(|T| after + 0.5)`` (a truncating cast, as the values are positive), signed; an
-    atom's pence are the step from the previous atom's (the group's ``before`` is its ``after``
-    shifted by one). Within a group each (atom, slice) cell occurs once, so the group's table
+    ``floor(|T| after + 0.5)``, signed, made in one step as ``trunc(T after + sign(T) / 2)``
+    (the cast truncates towards zero, and ``T after`` is exactly ``-(|T| after)`` for a
+    negative T, so this is the same integer); an atom's pence are the step from the previous
+    atom's (the group's ``before`` is its ``after`` shifted by one). Within a group each (atom, slice) cell occurs once, so the group's table
     adds into the accumulator without collisions. When a group has keys for a good share of
     the slices its table spans every slice (zero for the absent ones), so that whole rows add;
     when its atoms are also consecutive, the totals are added and then subtracted one row down,
@@ -504,9 +516,8 @@ def _dense_table(
     n_groups = len(group_len)
     key_count = np.bincount(key_group, minlength=n_groups)
     key_start = np.cumsum(key_count) - key_count
-    magnitude = np.abs(key_total).astype(np.float64)
-    sign = np.sign(key_total)
-    negative = np.bincount(key_group, weights=key_total < 0, minlength=n_groups) > 0
+    signed = key_total.astype(np.float64)
+    half = np.sign(key_total) * 0.5
     # A group's atoms are consecutive in the table when their positions step by one.
     same = plan.row_group[1:] == plan.row_group[:-1]
     jumps = same & (np.diff(plan.row_pos) != 1)
@@ -518,27 +529,25 @@ def _dense_table(
     product_buf = np.empty(size)
     total_buf = np.empty(size, dtype=np.int64)
     step_buf = np.empty(size, dtype=np.int64)
-    every_magnitude = np.zeros(n_slices)
-    every_sign = np.zeros(n_slices, dtype=np.int64)
+    every_signed = np.zeros(n_slices)
+    every_half = np.zeros(n_slices)
     for g in live:
         keys = slice(key_start[g], key_start[g] + key_count[g])
         r0, n = group_start[g], group_len[g]
         columns = key_slice[keys]
         full = 3 * len(columns) >= n_slices
         if full:
-            every_magnitude[:] = 0.0
-            every_magnitude[columns] = magnitude[keys]
-            every_sign[:] = 0
-            every_sign[columns] = sign[keys]
-            mag, sgn, width = every_magnitude, every_sign, n_slices
+            every_signed[:] = 0.0
+            every_signed[columns] = signed[keys]
+            every_half[:] = 0.0
+            every_half[columns] = half[keys]
+            amounts, halves, width = every_signed, every_half, n_slices
         else:
-            mag, sgn, width = magnitude[keys], sign[keys], len(columns)
+            amounts, halves, width = signed[keys], half[keys], len(columns)
         exact = product_buf[: n * width].reshape(n, width)
-        np.multiply(plan.after[r0:r0 + n, None], mag, out=exact)
+        np.multiply(plan.after[r0:r0 + n, None], amounts, out=exact)
         total = total_buf[: n * width].reshape(n, width)
-        np.add(exact, 0.5, out=total, casting="unsafe")
-        if negative[g]:
-            total *= sgn
+        np.add(exact, halves, out=total, casting="unsafe")
         pos = plan.row_pos[r0:r0 + n]
         if full and consecutive[g]:
             rows = table[pos[0]:pos[0] + n]
@@ -562,18 +571,26 @@ def _table_rows(
 ) -> tuple[IntArray, IntArray, IntArray]:
     """The non-zero cells of an (atom x slice) table as (atom_id, slice_id, pence) columns.
 
-    When every cell is non-zero (a large run) the table itself becomes the pence column.
+    The pence column is the table's own memory: its non-zero cells are moved to its front, a
+    block at a time (so no second table-sized array is touched), and the column is a view of
+    them. The atom and slice columns are picked by the same mask.
     """
     n_atoms, n_slices = table.shape
-    if np.count_nonzero(table) == table.size:
+    nonzero = table != 0
+    if np.count_nonzero(nonzero) == table.size:
         slice_id = np.tile(np.arange(n_slices, dtype=np.int64), n_atoms)
         return np.repeat(atom_ids, n_slices), slice_id, table.reshape(-1)
-    nonzero = table != 0
-    atom = np.repeat(atom_ids, np.count_nonzero(nonzero, axis=1))
-    cell = np.flatnonzero(nonzero)
-    amount = table.reshape(-1)[cell]
-    cell %= n_slices
-    return atom, cell, amount
+    atom = np.broadcast_to(atom_ids[:, None], table.shape)[nonzero]
+    slice_id = np.broadcast_to(np.arange(n_slices, dtype=np.int64), table.shape)[nonzero]
+    flat, keep = table.reshape(-1), nonzero.reshape(-1)
+    kept = 0
+    for start in range(0, flat.size, COMPACT_CELLS):
+        # The block's non-zero cells are copied out before any of its cells is overwritten,
+        # and the write ends at or before the block's end: later blocks are untouched.
+        part = flat[start:start + COMPACT_CELLS][keep[start:start + COMPACT_CELLS]]
+        flat[kept:kept + len(part)] = part
+        kept += len(part)
+    return atom, slice_id, flat[:kept]
 
 
 def _listed_cells(

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from allocation.money import MAX_EXACT_PENCE, group_sum, label_column, split_pence
+from allocation.money import MAX_EXACT_PENCE, IdLookup, group_sum, label_column, split_pence
 
 _TOLERANCE = 1e-9
 #: Product rows looked up at a time (keeps every temporary small).
@@ -27,35 +27,6 @@ _CHUNK = 1 << 20
 _DENSE_CELLS = 1 << 24
 
 IntArray = npt.NDArray[np.int64]
-
-
-class _AtomLookup:
-    """Slots for atom ids: offsets into a table when the ids are compact, else a hash index.
-
-    A table of ``size`` values indexed by slot answers for any id; its first and last slots
-    stand for ids the lookup was not built with, so they should hold "unknown".
-    """
-
-    def __init__(self, ids: IntArray) -> None:
-        low = int(ids.min()) if len(ids) else 0
-        high = int(ids.max()) if len(ids) else -1
-        self.direct = high - low < 4 * len(ids) + 1024
-        if self.direct:
-            self.offset = low - 1
-            self.size = high - low + 3
-        else:
-            self.index = pd.Index(np.unique(ids))
-            self.size = len(self.index) + 2
-
-    def slots(self, ids: IntArray) -> IntArray:
-        """The slots of ids the lookup was built with."""
-        return ids - self.offset if self.direct else self.index.get_indexer(ids) + 1
-
-    def take(self, values: IntArray, ids: IntArray) -> IntArray:
-        """``values`` (one per slot) at each of ``ids``, known or not."""
-        if self.direct:
-            return np.take(values, ids - self.offset, mode="clip")
-        return values[self.index.get_indexer(ids) + 1]
 
 
 class _Cells:
@@ -127,16 +98,52 @@ class _Cells:
         return cell[keep], summed[keep]
 
 
+def _target_codes(crosswalk: pd.DataFrame) -> tuple[npt.NDArray[np.intp], pd.CategoricalDtype]:
+    """The code of each crosswalk row's target and the distinct target codes, in sorted order.
+
+    A Categorical target_code whose categories are sorted and all used is taken as it is (no
+    row is hashed); anything else is factorized, as ``pd.factorize(..., sort=True)`` codes it.
+    """
+    column = crosswalk["target_code"]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        categories = column.cat.categories
+        codes = column.cat.codes.to_numpy().astype(np.intp)
+        if categories.is_monotonic_increasing and (
+                np.bincount(codes[codes >= 0], minlength=len(categories)) > 0).all():
+            return codes, column.dtype
+    codes, targets = pd.factorize(column, sort=True)
+    return codes.astype(np.intp, copy=False), pd.CategoricalDtype(
+        np.asarray(targets, dtype=object))
+
+
+def coded(crosswalk: pd.DataFrame) -> pd.DataFrame:
+    """``crosswalk`` with target_code as a Categorical (categories sorted, all used).
+
+    :func:`to_targets` and :func:`target_values` take such a column as it is, and otherwise
+    code the target codes first: code a crosswalk once when it is summed through more than
+    once (a cached crosswalk, or one publication's pence and residents).
+    """
+    codes, dtype = _target_codes(crosswalk)
+    if crosswalk["target_code"].dtype is dtype:
+        return crosswalk
+    return crosswalk.assign(target_code=pd.Categorical.from_codes(codes, dtype=dtype))
+
+
 def to_targets(
-    product: pd.DataFrame, crosswalk: pd.DataFrame, n_slices: int | None = None
+    product: pd.DataFrame, crosswalk: pd.DataFrame, n_slices: int | None = None, *,
+    categorical: bool = False,
 ) -> tuple[pd.DataFrame, int]:
     """Move (atom, slice) pence to (target, slice) pence.
 
-    ``product``: atom_id, slice_id, amount_pence. ``crosswalk``: atom_id, target_code, weight.
-    Returns (target_code, slice_id, amount_pence) summed per target and slice, without zero
-    rows, ordered by target then slice, and the signed pence that fell outside every target.
+    ``product``: atom_id, slice_id, amount_pence. ``crosswalk``: atom_id, target_code, weight
+    (target_code may be Categorical). Returns (target_code, slice_id, amount_pence) summed per
+    target and slice, without zero rows, ordered by target then slice, and the signed pence that
+    fell outside every target. target_code is text; with ``categorical`` it is a Categorical of
+    the crosswalk's target codes instead (a number per row, no text made:
+    :func:`text_targets` makes the text column from it).
     """
-    codes, targets = pd.factorize(crosswalk["target_code"], sort=True)
+    codes, target_dtype = _target_codes(crosswalk)
+    targets = target_dtype.categories
     x_atom = crosswalk["atom_id"].to_numpy(dtype=np.int64)
     x_weight = crosswalk["weight"].to_numpy(dtype=np.float64)
 
@@ -147,7 +154,7 @@ def to_targets(
     width = max(n_slices, 1)
 
     # Atoms wholly inside one target (one crosswalk row, weight 1) pass straight through.
-    lookup = _AtomLookup(x_atom)
+    lookup = IdLookup(x_atom)
     slot = lookup.slots(x_atom)
     rows_of = np.bincount(slot, minlength=lookup.size)
     weight_of = np.bincount(slot, weights=x_weight, minlength=lookup.size)
@@ -182,13 +189,31 @@ def to_targets(
     cell, summed = sums.totals()
     result = pd.DataFrame(
         {
-            "target_code": label_column(np.asarray(targets, dtype=object), cell // width),
+            "target_code": pd.Categorical.from_codes(cell // width, dtype=target_dtype),
             "slice_id": (cell % width).astype(np.int64),
             "amount_pence": summed,
         },
         copy=False,
     )
-    return result, outside
+    return (result if categorical else text_targets(result)), outside
+
+
+def text_targets(target_alloc: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`to_targets` table whose target_code is Categorical, with that column as text.
+
+    The text column is made from the few distinct codes (:func:`allocation.money.label_column`),
+    so it is the column :func:`to_targets` returns by default.
+    """
+    column = target_alloc["target_code"].array
+    return pd.DataFrame(
+        {
+            "target_code": label_column(np.asarray(column.categories, dtype=object),
+                                        column.codes),
+            "slice_id": target_alloc["slice_id"].to_numpy(),
+            "amount_pence": target_alloc["amount_pence"].to_numpy(),
+        },
+        copy=False,
+    )
 
 
 def _split_straddling(
@@ -243,7 +268,8 @@ def target_values(atom_values: pd.DataFrame, crosswalk: pd.DataFrame) -> pd.Data
     ``atom_values`` is indexed by atom_id with one column per quantity. Returns a frame indexed
     by target_code with the same columns.
     """
-    codes, targets = pd.factorize(crosswalk["target_code"], sort=True)
+    codes, target_dtype = _target_codes(crosswalk)
+    targets = target_dtype.categories
     where = pd.Index(atom_values.index).get_indexer(crosswalk["atom_id"].to_numpy())
     values = atom_values.to_numpy(dtype=np.float64)
     weight = crosswalk["weight"].to_numpy(dtype=np.float64)

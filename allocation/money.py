@@ -19,10 +19,11 @@ Worked example: 1,000p split by weights 1:1:1. Running shares 1/3, 2/3, 1; runni
 The same running shares split *several* totals over one set of rows (:func:`split_by_shares`):
 that is how every line reported for the same area and proxy is split with weights computed once.
 
-Two helpers for the tables these amounts go into are here too, so that the modules that build
-those tables share them: :func:`group_sum` (exact integer sums per group) and
+Three helpers for the tables these amounts go into are here too, so that the modules that build
+those tables share them: :func:`group_sum` (exact integer sums per group),
 :func:`label_column` (a column of a few repeated labels, built without one Python object per
-row).
+row) and :class:`IdLookup` (the position of each of many integer ids among a few, without
+hashing when the ids are compact).
 """
 
 from __future__ import annotations
@@ -157,6 +158,35 @@ def label_column(table: np.ndarray, codes: npt.NDArray[np.intp]) -> np.ndarray |
     if isinstance(dtype, pd.StringDtype):
         return pd.array(np.where(used, table, None), dtype=dtype).take(codes)
     return table[codes]
+
+
+class IdLookup:
+    """Slots for integer ids (atoms, slices): offsets into a table when compact, else a hash.
+
+    A table of ``size`` values indexed by slot answers for any id; its first and last slots
+    stand for ids the lookup was not built with, so they should hold "unknown".
+    """
+
+    def __init__(self, ids: IntArray) -> None:
+        low = int(ids.min()) if len(ids) else 0
+        high = int(ids.max()) if len(ids) else -1
+        self.direct = high - low < 4 * len(ids) + 1024
+        if self.direct:
+            self.offset = low - 1
+            self.size = high - low + 3
+        else:
+            self.index = pd.Index(np.unique(ids))
+            self.size = len(self.index) + 2
+
+    def slots(self, ids: IntArray) -> IntArray:
+        """The slots of ids the lookup was built with."""
+        return ids - self.offset if self.direct else self.index.get_indexer(ids) + 1
+
+    def take(self, values: IntArray, ids: IntArray) -> IntArray:
+        """``values`` (one per slot) at each of ``ids``, known or not."""
+        if self.direct:
+            return np.take(values, ids - self.offset, mode="clip")
+        return values[self.index.get_indexer(ids) + 1]
 
 
 def pounds(pence: int) -> float:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from allocation.apportion import Apportionment, apportion, atom_proxy_values
 from allocation.conservation import LINE_COLUMNS, ConservationReport, TargetOutcome
-from allocation.crosswalk import target_values, to_targets
+from allocation.crosswalk import coded, target_values, text_targets, to_targets
 from allocation.summary import budget, feature_properties
 from domain.errors import ConservationError
 
@@ -98,10 +98,14 @@ def _through(run: Run, crosswalk: pd.DataFrame, label: str) -> tuple[pd.DataFram
                                                                      pd.Series]:
     """A run through a crosswalk: (target pence per slice, outside pence, residents per target).
 
-    Checks that inside + outside is every penny the atoms hold.
+    The target pence are :func:`to_targets`' table with target_code as a Categorical (the
+    crosswalk is coded once for both sums). Checks that inside + outside is every penny the
+    atoms hold.
     """
     a = run.apportionment
-    target_alloc, outside = to_targets(a.product, crosswalk, n_slices=len(a.slices))
+    crosswalk = coded(crosswalk)
+    target_alloc, outside = to_targets(a.product, crosswalk, n_slices=len(a.slices),
+                                       categorical=True)
     if RESIDENTS in run.proxies.columns:
         population = target_values(run.proxies[[RESIDENTS]], crosswalk)[RESIDENTS]
     else:
@@ -128,6 +132,7 @@ def publish(
     target_alloc, outside, population = _through(run, crosswalk, f"target {target_set}")
     features = feature_properties(target_alloc, run.apportionment.slices, units, population,
                                   bodies)
+    target_alloc = text_targets(target_alloc)
     outcome = TargetOutcome(
         target_set=target_set,
         features=len(units),

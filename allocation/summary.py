@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from allocation.money import group_sum
+from allocation.money import IdLookup, group_sum
 
 COFOG_DIVISIONS = tuple(f"{i:02d}" for i in range(1, 11))
 SHARE_METHODS = ("direct", "proxy", "area")
@@ -69,23 +69,33 @@ def feature_properties(
 ) -> pd.DataFrame:
     """Build one row of flat properties per target unit, in ``targets`` order.
 
-    ``target_alloc``: target_code, slice_id, amount_pence. ``slices``: slice_id, body,
-    cofog_code, method. ``targets``: code, name (every unit, with money or not).
-    ``population``: residents per target code. ``bodies``: body slugs to give a column each.
+    ``target_alloc``: target_code (text, or a Categorical: its units are then found once per
+    distinct code), slice_id, amount_pence. ``slices``: slice_id, body, cofog_code, method.
+    ``targets``: code, name (every unit, with money or not). ``population``: residents per
+    target code. ``bodies``: body slugs to give a column each.
     """
     codes = targets["code"].to_numpy()
-    row = pd.Index(codes).get_indexer(target_alloc["target_code"].to_numpy())
+    column = target_alloc["target_code"]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        unit_of_code = pd.Index(codes).get_indexer(column.cat.categories)
+        row = np.append(unit_of_code, -1)[column.cat.codes.to_numpy()]
+    else:
+        row = pd.Index(codes).get_indexer(column.to_numpy())
     if (row < 0).any():
-        bad = target_alloc["target_code"].to_numpy()[row < 0][0]
+        bad = column.to_numpy()[row < 0][0]
         raise ValueError(f"target {bad!r} has money but is not one of the units")
-    by_slice = slices.set_index("slice_id")
-    slice_of = target_alloc["slice_id"].to_numpy()
+    slice_ids = slices["slice_id"].to_numpy(dtype=np.int64)
+    lookup = IdLookup(slice_ids)
+    position = np.full(lookup.size, -1, dtype=np.intp)
+    position[lookup.slots(slice_ids)] = np.arange(len(slice_ids))
+    # The row of ``slices`` each amount's slice is (-1 for a slice not in ``slices``).
+    slice_row = lookup.take(position, target_alloc["slice_id"].to_numpy(dtype=np.int64))
     pence = target_alloc["amount_pence"].to_numpy(dtype=np.int64)
 
     def pence_by(labels: pd.Series, keys: tuple[str, ...] | list[str]) -> np.ndarray:
         """(units x keys) whole pence, one column per key, summed exactly."""
         key_of_slice = pd.Index(list(keys)).get_indexer(labels.to_numpy())
-        key = pd.Series(key_of_slice, index=by_slice.index).reindex(slice_of).to_numpy()
+        key = np.append(key_of_slice, -1)[slice_row]
         keep = key >= 0
         cell = row[keep].astype(np.int64) * len(keys) + key[keep]
         return group_sum(pence[keep], cell, len(codes) * len(keys)).reshape(
@@ -93,9 +103,9 @@ def feature_properties(
 
     total = group_sum(pence, row, len(codes))
     people = population.reindex(codes).fillna(0.0).to_numpy(dtype=np.float64)
-    divisions = pence_by(by_slice["cofog_code"].astype(str).str.slice(0, 2), COFOG_DIVISIONS)
-    per_body = pence_by(by_slice["body"].astype(str), bodies)
-    per_method = pence_by(by_slice["method"].astype(str), SHARE_METHODS)
+    divisions = pence_by(slices["cofog_code"].astype(str).str.slice(0, 2), COFOG_DIVISIONS)
+    per_body = pence_by(slices["body"].astype(str), bodies)
+    per_method = pence_by(slices["method"].astype(str), SHARE_METHODS)
 
     columns: dict[str, np.ndarray] = {"code": codes, "name": targets["name"].to_numpy()}
     columns["population"] = np.rint(people).astype(np.int64)

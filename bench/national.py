@@ -220,12 +220,14 @@ class Built:
 
 def cache_atoms(geo: synthetic.Synthetic, built: Built) -> Built:
     """The built atoms as a cache keeps them: no geometry, proxies worked out once, the
-    reporting areas' codes as categoricals (read once, compared by number)."""
+    reporting areas' and the wards' codes as categoricals (read once, compared by number)."""
     from allocation.apportion import atom_proxy_values
+    from allocation.crosswalk import coded
 
     table = pd.DataFrame(built.atoms.drop(columns="geometry"))
     membership = built.membership.astype({"set": "category", "code": "category"})
     return dataclasses.replace(built, atom_table=table, membership=membership,
+                               ward_xw=coded(built.ward_xw),
                                atom_proxies=atom_proxy_values(table, geo.proxy_values))
 
 

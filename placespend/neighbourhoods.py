@@ -40,15 +40,14 @@ DRAWN = "drawn"
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
-def _run_id(conn: Connection, run_id: int | None) -> int:
-    if run_id is not None:
-        runs.get_run(conn, run_id)  # NotFound if absent
-        return run_id
-    current = runs.current_run(conn)
-    if current is None:
-        raise NotFound("no run has been published yet",
-                       "make and publish one: `placespend run --publish`")
-    return current
+def _run(conn: Connection, run_id: int | None) -> tuple[int, dict]:
+    """The id and row of ``run_id`` (NotFound if absent), or of the current run."""
+    if run_id is None:
+        run_id = runs.current_run(conn)
+        if run_id is None:
+            raise NotFound("no run has been published yet",
+                           "make and publish one: `placespend run --publish`")
+    return run_id, runs.get_run(conn, run_id)
 
 
 def budget(conn: Connection, polygon: shapely.Geometry, run_id: int | None = None) -> dict:
@@ -58,8 +57,7 @@ def budget(conn: Connection, polygon: shapely.Geometry, run_id: int | None = Non
     of :func:`allocation.pipeline.area_budget` (outside_pence: of the touched atoms' pence, the
     part outside the polygon).
     """
-    run_id = _run_id(conn, run_id)
-    run = runs.get_run(conn, run_id)
+    run_id, run = _run(conn, run_id)
     atom_set = store_atoms.get_atom_set(conn, int(run["atom_set_id"]))
     wkb = shapely.to_wkb(polygon)
     cuts = store_boundaries.read_boundaries(conn, int(atom_set["cut_set_id"]), near=wkb)

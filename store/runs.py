@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from psycopg.rows import tuple_row
 from psycopg.types.json import Json, Jsonb
 
 from domain.errors import NotFound
@@ -235,13 +236,14 @@ def run_slices(conn: Connection, run_id: int) -> pd.DataFrame:
 
 def run_product(conn: Connection, run_id: int, atom_ids: list[int] | None = None) -> pd.DataFrame:
     """atom_id, slice_id, amount_pence of a run (optionally of some atoms only)."""
-    rows = conn.execute(
-        "SELECT atom_id, slice_id, amount_pence FROM atom_allocation WHERE run_id = %s"
-        " AND (%s::int[] IS NULL OR atom_id = ANY(%s::int[])) ORDER BY atom_id, slice_id",
-        (run_id, atom_ids, atom_ids),
-    ).fetchall()
-    frame = pd.DataFrame(rows, columns=["atom_id", "slice_id", "amount_pence"])
-    return frame.astype({"atom_id": np.int64, "slice_id": np.int64, "amount_pence": np.int64})
+    with conn.cursor(row_factory=tuple_row) as cur:  # plain tuples: no dict per row
+        rows = cur.execute(
+            "SELECT atom_id, slice_id, amount_pence FROM atom_allocation WHERE run_id = %s"
+            " AND (%s::int[] IS NULL OR atom_id = ANY(%s::int[])) ORDER BY atom_id, slice_id",
+            (run_id, atom_ids, atom_ids),
+        ).fetchall()
+    atom, slice_id, amount = np.array(rows, dtype=np.int64).reshape(len(rows), 3).T.copy()
+    return pd.DataFrame({"atom_id": atom, "slice_id": slice_id, "amount_pence": amount})
 
 
 def stored_bytes(conn: Connection, run_id: int) -> dict[str, int]:

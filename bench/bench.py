@@ -48,10 +48,12 @@ sys.path.insert(0, str(ROOT))
 
 from allocation import pipeline  # noqa: E402
 from allocation.apportion import choose_proxies, line_spread  # noqa: E402
-from boundaries import catalog, readers  # noqa: E402
+from boundaries import catalog  # noqa: E402
 from geo.atoms import build_atoms  # noqa: E402
 from geo.crosswalk import build_crosswalk_via_cuts, nested_crosswalk  # noqa: E402
-from geo.prepare import dissolve, prepare_boundaries  # noqa: E402
+from intake.reference import read_proxy_table  # noqa: E402
+from intake.spend import SpendOptions, read_spend  # noqa: E402
+from placespend.load import embedded_boundaries  # noqa: E402
 
 YEAR = "2014-15"
 ZONE_SET = "london-lsoa-2011"
@@ -101,48 +103,48 @@ class Inputs:
     proxy_wide: pd.DataFrame  # index LSOA code, one column per proxy
 
 
+#: The bodies the London benchmark apportions: Hackney and the GLA (the lines the peers were
+#: first measured on; the demo itself carries all 34 London bodies).
+BODIES = ("hackney", "gla")
+AREA_SET_OF = {"gla": "london-region-2014"}  # every other body reports for its borough
+
+
 def load_inputs() -> Inputs:
-    """Read and normalise the embedded data exactly as ``placespend load`` does (not timed)."""
-    sources = {s.slug: s for s in catalog.BOUNDARY_SETS}
+    """Read and normalise the embedded data as ``placespend load embedded`` does (not timed)."""
+    wards = embedded_boundaries(WARD_SET)
+    lsoas = embedded_boundaries(ZONE_SET)
+    area_kind = {"london-boroughs-2014": "borough", "london-region-2014": "region"}
+    area_sets = {slug: embedded_boundaries(slug) for slug in area_kind}
 
-    def prep(slug: str) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
-        s = sources[slug]
-        raw = readers.read_boundaries(s)
-        done = prepare_boundaries(raw, code_field=s.code_field, name_field=s.name_field,
-                                  parent_field=s.parent_field, source=s.path)
-        return raw, done.frame
-
-    raw_wards, wards = prep(WARD_SET)
-    _, lsoas = prep(ZONE_SET)
-    area_sets: dict[str, gpd.GeoDataFrame] = {}
-    area_kind: dict[str, str] = {}
-    for d in catalog.DERIVED_SETS:
-        if d.from_slug != WARD_SET:
-            continue
-        if d.group_field is None:
-            area_sets[d.slug] = dissolve(wards, None, code=d.code, name=d.fixed_name)
-        else:
-            groups = raw_wards[d.group_field].astype(str).tolist()
-            names = (dict(zip(groups, raw_wards[d.name_field].astype(str), strict=True))
-                     if d.name_field else None)
-            area_sets[d.slug] = dissolve(wards, groups, names=names)
-        area_kind[d.slug] = d.kind
-
-    mapping = readers.read_rs_cofog_mapping(catalog.path(catalog.RS_COFOG_PATH))
-    lines = readers.read_spend(catalog.SPEND, mapping=mapping)
-    lines = lines[lines["financial_year"] == YEAR].reset_index(drop=True)
+    spend_item = next(e for e in catalog.EMBEDDED if e.kind == "spend")
+    mapping = pd.read_csv(catalog.DATA_DIR / "rs_line_cofog.csv", dtype=str)
+    division = dict(zip(mapping["line"], mapping["cofog_division"], strict=True))
+    read = read_spend(catalog.DATA_DIR / spend_item.path, source=spend_item.path,
+                      options=SpendOptions(format="rs"), function_maps={"rs": division})
+    lines = read.lines
+    lines = lines[(lines["financial_year"] == YEAR) & lines["body"].isin(BODIES)]
+    lines = lines.reset_index(drop=True)
+    lines["cofog_code"] = lines["function"].map(division)
+    lines["area_set"] = lines["body"].map(AREA_SET_OF).fillna("london-boroughs-2014")
+    lines["area_code"] = np.where(lines["body"] == "gla", "E12000007", lines["area_code"])
+    lines = lines[["body", "line", "cofog_code", "amount_pence", "area_set", "area_code",
+                   "source_row"]]
     lines.insert(0, "line_id", np.arange(1, len(lines) + 1, dtype=np.int64))
-    table = readers.read_proxy_table(catalog.path(catalog.DEFAULT_PROXIES_PATH))
+    table = read_proxy_table(catalog.path(catalog.DEFAULT_PROXIES_PATH))
     lines["proxy"] = choose_proxies(lines, table)
-    missing = sorted(set(lines["area_set"]) - set(area_sets))
-    if missing:
-        raise SystemExit(f"bench: spend lines report for {missing}, which bench does not build")
 
-    proxy_long = pd.concat(
-        [readers.read_proxy(p).assign(proxy=p.slug) for p in catalog.PROXIES], ignore_index=True
-    )
+    proxy_long = pd.concat([
+        read_proxy_csv(e) for e in catalog.EMBEDDED if e.kind == "proxy"], ignore_index=True)
     proxy_wide = proxy_long.pivot(index="unit_code", columns="proxy", values="value")
     return Inputs(wards, lsoas, area_sets, area_kind, lines, proxy_long, proxy_wide)
+
+
+def read_proxy_csv(item: catalog.Embedded) -> pd.DataFrame:
+    """One embedded proxy as proxy, unit_code, value (the load path checks it; this reads it)."""
+    raw = pd.read_csv(catalog.DATA_DIR / item.path, dtype={item.options["code_field"]: str})
+    return pd.DataFrame({"proxy": item.options["slug"],
+                         "unit_code": raw[item.options["code_field"]],
+                         "value": raw[item.options["value_field"]].astype("float64")})
 
 
 def lsoa_in_area(inp: Inputs, area_set: str, area_code: str) -> np.ndarray:

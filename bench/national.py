@@ -475,15 +475,16 @@ def _meta(slug: str, kind: str, name: str) -> Any:
 def load_national(url: str, geo: synthetic.Synthetic, lines: pd.DataFrame) -> dict[str, float]:
     """The synthetic layer, its proxies, COFOG codes, one body and the 300 lines, into a fresh
     migrated database (what ``placespend load`` does for the embedded data)."""
-    from boundaries import catalog, readers
+    from boundaries import catalog
+    from intake.reference import read_cofog
     from store import boundaries as sb
-    from store import reference, spend
+    from store import reference, registry, spend
     from store.db import connect
 
     times: dict[str, float] = {}
     with connect(url) as conn:
         with clock(times, "cofog"):
-            reference.save_cofog(conn, readers.read_cofog(catalog.path(catalog.COFOG_PATH)))
+            reference.save_cofog(conn, read_cofog(catalog.path(catalog.COFOG_PATH)))
         ids = {}
         for slug, kind, frame, name in ((ZONE_SET, "lsoa", geo.zones, "Synthetic zones"),
                                         (WARD_SET, "ward", geo.wards, "Synthetic wards"),
@@ -500,11 +501,14 @@ def load_national(url: str, geo: synthetic.Synthetic, lines: pd.DataFrame) -> di
                                      values=values[["unit_code", "value"]])
         with clock(times, "spend lines"):
             body = reference.upsert_body(conn, BODY, "National agencies", "agency", None)
-            spend.save_spend_batch(
-                conn, filename="national-bench.csv", sha256=f"national-{len(lines)}",
-                lines=lines.assign(financial_year=YEAR, source_row=lines["line_id"]),
-                body_ids={BODY: body}, set_ids={AGENCY_SET: ids[AGENCY_SET]},
-            )
+            batch = registry.save_batch(conn, kind="spend", filename="national-bench.csv",
+                                        sha256=f"national-{len(lines)}", rows=len(lines),
+                                        options={}, report={}, loaded_by="bench")
+            spend.save_spend_lines(conn, batch, lines.assign(
+                body_id=body, financial_year=YEAR, kind="expenditure", scheme="cofog",
+                source_code=lines["cofog_code"], located_by="area",
+                area_set_id=ids[AGENCY_SET], postcode=None, site_id=None, x=None, y=None,
+                source_row=lines["line_id"]), supersedes={}, content={})
     return times
 
 

@@ -33,8 +33,9 @@ keys and slices are numbered by combining codes, never by sorting a million rows
 keys are split as one table of rounded running totals (atoms x keys), differenced down the
 atoms and added into a dense (atom x slice) table, a whole block at a time when the group's
 atoms are consecutive; when the product is small next to that table and the groups it would
-loop over, the cells are instead listed and summed in one sorted pass. Tables handed back are built from the arrays without
-copying them, and text columns are built from their few distinct labels.
+loop over, the cells are instead listed and summed in one sorted pass. Tables handed back are
+built from the arrays without copying them, and text columns are built from their few distinct
+labels.
 
 A line whose reporting area has no atoms at all is not allocated, and the conservation report
 says so. Worked example in ``docs/methods.md``.
@@ -507,8 +508,9 @@ def _dense_table(
     ``floor(|T| after + 0.5)``, signed, made in one step as ``trunc(T after + sign(T) / 2)``
     (the cast truncates towards zero, and ``T after`` is exactly ``-(|T| after)`` for a
     negative T, so this is the same integer); an atom's pence are the step from the previous
-    atom's (the group's ``before`` is its ``after`` shifted by one). Within a group each (atom, slice) cell occurs once, so the group's table
-    adds into the accumulator without collisions. When a group has keys for a good share of
+    atom's (the group's ``before`` is its ``after`` shifted by one). Within a group each
+    (atom, slice) cell occurs once, so the group's table adds into the accumulator without
+    collisions. When a group has keys for a good share of
     the slices its table spans every slice (zero for the absent ones), so that whole rows add;
     when its atoms are also consecutive, the totals are added and then subtracted one row down,
     which is the step without computing it.

@@ -162,6 +162,22 @@ CREATE TABLE transfer (
     UNIQUE (batch_id, source_row)
 );
 
+-- What each run took off payers' lines (counted once, at the payee) and the flows it counted.
+ALTER TABLE run_line ADD COLUMN passed_on_pence bigint NOT NULL DEFAULT 0;
+CREATE TABLE run_flow (
+    id                 bigserial PRIMARY KEY,
+    run_id             integer NOT NULL REFERENCES run,
+    payer_body_id      integer NOT NULL REFERENCES body,
+    payee_body_id      integer NOT NULL REFERENCES body,
+    cofog_code         text,
+    amount_pence       bigint NOT NULL,
+    records            integer NOT NULL,      -- how many records (payer's, payee's) it stands for
+    deducted_pence     bigint NOT NULL,       -- taken off the payer's lines
+    not_deducted_pence bigint NOT NULL        -- more than the payer's lines held
+);
+CREATE TRIGGER run_flow_immutable BEFORE UPDATE OR DELETE ON run_flow
+    FOR EACH ROW EXECUTE FUNCTION refuse_change();
+
 -- API keys for writes over HTTP: only a hash is stored; a key is revoked, never deleted.
 CREATE TABLE api_key (
     id         serial PRIMARY KEY,

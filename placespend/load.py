@@ -39,10 +39,12 @@ from intake import files
 from intake.reference import read_cofog
 from intake.spend import SpendOptions, read_spend
 from intake.tables import read_rows
+from intake.transfers import read_transfers
 from intake.values import BadValue, parse_cofog
 from placespend.progress import Step, quiet
 from store import boundaries as store_boundaries
 from store import reference, registry, spend
+from store import transfers as store_transfers
 from store.db import Connection
 
 BoundaryKind = Literal["ward", "lsoa", "oa", "msoa", "small_area", "borough", "region",
@@ -99,7 +101,7 @@ class BoundaryOptions(_Options):
     licence: str = Field("not stated", description="e.g. Open Government Licence v3.0")
     attribution: str = Field("", description="the attribution the licence asks for")
     layer: str | None = Field(None, description="GeoPackage layer")
-    code_field: str | None = Field(None, description="field holding unit codes (guessed if not given)")
+    code_field: str | None = Field(None, description="field holding unit codes (else guessed)")
     name_field: str | None = Field(None, description="field holding unit names (guessed)")
     parent_field: str | None = Field(None, description="field holding the enclosing unit's code")
     dissolve_by: str | None = Field(None, description="union the features by this field")
@@ -284,7 +286,8 @@ def load_boundaries(conn: Connection, upload: Upload, opts: BoundaryOptions, *,
             "set": opts.slug, "features": len(frame), "fields": {"code": code_field,
                                                                  "name": name_field},
             "guesses": guesses, "declared_crs": None if vector.declared_crs is None
-            else vector.declared_crs.to_string(), "notes": list(vector.notes), "layer": vector.layer,
+            else vector.declared_crs.to_string(), "notes": list(vector.notes),
+            "layer": vector.layer,
             "repairs": repairs, "tiles": tiling.tiles, "overlap_m2": round(overlap, 1),
             "gap_m2": round(gap, 1),
             "overlaps": tiling.overlaps.head(20).to_dict(orient="records"),
@@ -373,8 +376,8 @@ def load_proxy(conn: Connection, upload: Upload, opts: ProxyOptions, *,
                 seen[code] = row.line_no
                 if code not in known:
                     problems.append(Problem(where, f"no unit {code} in {opts.unit_set}",
-                                            f"check the code, or name the set its codes "
-                                            f"belong to", field=code_field, value=code,
+                                            "check the code, or name the set its codes "
+                                            "belong to", field=code_field, value=code,
                                             row=row.line_no))
                     continue
                 value = float(text) if _COUNT.match(text) else float("nan")
@@ -466,7 +469,8 @@ def load_functions(conn: Connection, upload: Upload, opts: FunctionMapOptions, *
                              "rationale": v["rationale"]})
         if problems:
             raise Rejected(upload.name, problems)
-        report = {"scheme": opts.scheme, "added": len(rows), "already_mapped": len(seen) - len(rows)}
+        report = {"scheme": opts.scheme, "added": len(rows),
+                  "already_mapped": len(seen) - len(rows)}
         batch = registry.save_batch(conn, kind="functions", filename=upload.name, sha256=sha,
                                     rows=len(rows), options=opts.model_dump(mode="json"),
                                     report=report, loaded_by=loaded_by)
@@ -583,8 +587,9 @@ def _resolve(conn: Connection, lines: pd.DataFrame, fmt: str, opts: SpendLoadOpt
     for i, r in enumerate(lines.itertuples(index=False)):
         where = f"row {r.source_row}"
 
-        def bad(fld: str, value: object, reason: str, fix: str, _r: object = r) -> None:
-            problems.append(Problem(where, reason, fix, field=fld,
+        def bad(fld: str, value: object, reason: str, fix: str, _r: object = r,
+                _where: str = where) -> None:
+            problems.append(Problem(_where, reason, fix, field=fld,
                                     value=None if value is None else str(value),
                                     row=int(_r.source_row)))  # type: ignore[attr-defined]
 
@@ -673,6 +678,60 @@ def _check_jumps(conn: Connection, scopes: pd.DataFrame, source: str) -> None:
         raise Rejected(source, problems)
 
 
+# --------------------------------------------------------------------------- transfers
+
+
+class TransferOptions(_Options):
+    """How to read transfers between bodies (grants passed on)."""
+
+    unit: Literal["pounds", "thousands", "pence"] = "pounds"
+    recorded_by: Literal["payer", "payee", "other"] | None = Field(
+        None, description="whose records the file is, where it has no recorded_by column")
+    encoding: str | None = None
+    source: str | None = None
+    licence: str = "not stated"
+    attribution: str = ""
+
+
+def load_transfers(conn: Connection, upload: Upload, opts: TransferOptions, *,
+                   loaded_by: str = "cli", step: Step = quiet) -> Loaded:
+    """Load transfers; a run takes each off its payer's lines (counted once, at the payee).
+
+    The payer and payee must be known bodies. The same grant recorded by payer and payee is
+    counted once (:mod:`allocation.transfers`); a body's newer transfers file for a year
+    replaces its earlier one.
+    """
+
+    def store(sha: str) -> Loaded:
+        with step(f"Transfers {upload.name}"):
+            rows = read_transfers(upload.path, source=upload.name, unit=opts.unit,
+                                  recorded_by=opts.recorded_by, encoding=opts.encoding)
+        bodies = reference.bodies(conn)
+        problems = [Problem(f"row {r.source_row}", "no such body is known",
+                            "load the body's spend first, or check the slug", field=fld,
+                            value=slug, row=int(r.source_row))
+                    for r in rows.itertuples(index=False)
+                    for fld, slug in (("payer", r.payer), ("payee", r.payee))
+                    if slug not in bodies]
+        if problems:
+            raise Rejected(upload.name, problems)
+        rows["payer_id"] = rows["payer"].map(lambda b: int(bodies[b]["id"]))
+        rows["payee_id"] = rows["payee"].map(lambda b: int(bodies[b]["id"]))
+        flows = rows.groupby(["financial_year", "payer", "payee"])["amount_pence"].sum()
+        report = {"transfers": len(rows), "total_pence": int(rows["amount_pence"].sum()),
+                  "flows": [{"financial_year": y, "payer": a, "payee": b, "pence": int(v)}
+                            for (y, a, b), v in flows.items()]}
+        batch = registry.save_batch(conn, kind="transfers", filename=upload.name, sha256=sha,
+                                    rows=len(rows), options=opts.model_dump(mode="json"),
+                                    report=report, loaded_by=loaded_by)
+        store_transfers.save_transfers(conn, batch, rows)
+        return Loaded("transfers", batch, True,
+                      f"transfers: {len(rows):,} rows, £{rows['amount_pence'].sum() / 100:,.2f}"
+                      f" in {len(flows)} flow(s)", report)
+
+    return _once(conn, "transfers", upload, opts, loaded_by, store)
+
+
 # --------------------------------------------------------------------------- embedded data
 
 
@@ -711,6 +770,7 @@ LOADERS: dict[str, Loader] = {
     "proxy": Loader(ProxyOptions, load_proxy),
     "functions": Loader(FunctionMapOptions, load_functions),
     "spend": Loader(SpendLoadOptions, load_spend),
+    "transfers": Loader(TransferOptions, load_transfers),
 }
 
 
@@ -724,5 +784,6 @@ def sha256_of(*parts: bytes | str) -> str:
 
 
 __all__ = ["BoundaryOptions", "FunctionMapOptions", "InputError", "LOADERS", "Loaded",
-           "ProxyOptions", "SpendLoadOptions", "Upload", "load_boundaries", "load_embedded",
-           "load_functions", "load_proxy", "load_spend", "options"]
+           "ProxyOptions", "SpendLoadOptions", "TransferOptions", "Upload", "load_boundaries",
+           "load_embedded", "load_functions", "load_proxy", "load_spend", "load_transfers",
+           "options"]

@@ -29,6 +29,7 @@ from allocation import pipeline
 from allocation.apportion import atom_proxy_values, choose_proxies
 from allocation.apportion import line_spread as spread_one_line
 from allocation.summary import property_schema
+from allocation.transfers import count_once, net_of_transfers, passed_on_reason
 from boundaries import catalog
 from domain.errors import InputError, NotFound, Problem, Rejected
 from domain.version import ALGORITHM_VERSION
@@ -40,6 +41,7 @@ from placespend.progress import Step, quiet
 from store import atoms as store_atoms
 from store import boundaries as store_boundaries
 from store import reference, runs, spend
+from store import transfers as store_transfers
 from store.db import Connection
 
 if TYPE_CHECKING:
@@ -140,22 +142,36 @@ def ensure_crosswalk(
 
 
 def _inputs_sha(lines: pd.DataFrame, request: RunRequest, atom_set: int,
-                proxies: pd.DataFrame) -> str:
+                proxies: pd.DataFrame, flows: pd.DataFrame) -> str:
     """The fingerprint of what decides a run's figures.
 
-    That is the lines with their proxies, the proxy values, the atom set and the algorithm
-    version; never the target sets (publications are derived from a run).
+    That is the lines (net of what was passed on) with their proxies, the transfers counted,
+    the proxy values, the atom set and the algorithm version; never the target sets
+    (publications are derived from a run).
     """
     h = hashlib.sha256()
     h.update(lines[["line_id", "amount_pence", "proxy"]].to_csv(index=False).encode())
+    if len(flows):
+        h.update(flows.drop(columns="transfer_ids").to_csv(index=False).encode())
     h.update(proxies.sort_values(["proxy", "unit_code"]).to_csv(index=False).encode())
     h.update(json.dumps([request.cut_set, request.zone_set, atom_set,
                          ALGORITHM_VERSION]).encode())
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class _Gathered:
+    """What a run is computed from, read from the store."""
+
+    inputs: pipeline.Inputs
+    atom_set_id: int
+    table: pd.DataFrame
+    #: The transfers counted once, with what was taken off the payers' lines.
+    flows: pd.DataFrame
+
+
 def _inputs(conn: Connection, request: RunRequest, step: Step,
-            client: Client | None) -> tuple[pipeline.Inputs, int, pd.DataFrame]:
+            client: Client | None) -> _Gathered:
     lines = spend.lines_for_year(conn, request.financial_year)
     if lines.empty:
         raise InputError(
@@ -181,8 +197,10 @@ def _inputs(conn: Connection, request: RunRequest, step: Step,
         ],
         ignore_index=True,
     )
+    counted = count_once(store_transfers.transfers_for_year(conn, request.financial_year))
+    lines, flows = net_of_transfers(lines, counted)
     inputs = pipeline.Inputs(lines, atoms, values, membership, request.cut_set)
-    return inputs, atom_set_id, table
+    return _Gathered(inputs, atom_set_id, table, flows)
 
 
 def _check_table_lines(table: pd.DataFrame, lines: pd.DataFrame, request: RunRequest) -> None:
@@ -210,8 +228,9 @@ def make_run(conn: Connection, request: RunRequest, step: Step = quiet,
     (``placespend.distributed.connect``) atoms are cut and lines apportioned on its cluster;
     the run is the same to the penny (and so is its fingerprint).
     """
-    inputs, atom_set_id, table = _inputs(conn, request, step, client)
-    sha = _inputs_sha(inputs.lines, request, atom_set_id, inputs.proxy_values)
+    got = _inputs(conn, request, step, client)
+    inputs, atom_set_id, table = got.inputs, got.atom_set_id, got.table
+    sha = _inputs_sha(inputs.lines, request, atom_set_id, inputs.proxy_values, got.flows)
     existing = runs.find_run(conn, sha)
     if existing is not None:
         run_id = int(existing["id"])
@@ -235,6 +254,8 @@ def make_run(conn: Connection, request: RunRequest, step: Step = quiet,
             "bodies": bodies,
         }
         a = result.apportionment
+        outcomes, conservation = _with_transfers(a.outcomes, inputs.lines, got.flows,
+                                                 result.report.summary())
         body_ids = {slug: int(row["id"]) for slug, row in reference.bodies(conn).items()}
         with step(f"Storing the run ({len(a.product):,} atom amounts)"), conn.transaction():
             runs.lock_runs(conn)
@@ -245,14 +266,42 @@ def make_run(conn: Connection, request: RunRequest, step: Step = quiet,
                 run_id = runs.save_run(
                     conn, financial_year=request.financial_year, atom_set_id=atom_set_id,
                     inputs_sha256=sha, params=params, algorithm_version=ALGORITHM_VERSION,
-                    code_version=__version__, conservation=result.report.summary(),
-                    outcomes=a.outcomes, slices=a.slices, product=a.product,
+                    code_version=__version__, conservation=conservation,
+                    outcomes=outcomes, slices=a.slices, product=a.product,
                     body_ids=body_ids,
                 )
+                store_transfers.save_flows(conn, run_id, got.flows, body_ids)
                 created = True
     made = derive_publications(conn, run_id, request.target_sets, step)
     got = runs.get_run(conn, run_id)
     return RunResult(run_id, created, tuple(made), got["conservation"])
+
+
+def _with_transfers(outcomes: pd.DataFrame, lines: pd.DataFrame, flows: pd.DataFrame,
+                    summary: dict) -> tuple[pd.DataFrame, dict]:
+    """Line outcomes and totals that say what each payer passed on (and each payee got)."""
+    passed = lines.set_index("line_id")["passed_on_pence"]
+    out = outcomes.copy()
+    out["passed_on_pence"] = out["line_id"].map(passed).fillna(0).astype("int64")
+    notes = passed_on_reason(lines, flows).set_axis(lines["line_id"].to_numpy())
+    note = out["line_id"].map(notes)
+    out["reason"] = note.where(note.notna(), out["reason"])
+    by_body = lines.assign(placed=outcomes.set_index("line_id")["allocated_pence"].reindex(
+        lines["line_id"]).to_numpy()).groupby("body").agg(
+        placed_pence=("placed", "sum"), passed_on_pence=("passed_on_pence", "sum"),
+        net_pence=("amount_pence", "sum"))
+    received = (flows.groupby("payee")["deducted_pence"].sum() if len(flows)
+                else pd.Series(dtype="int64"))
+    summary = {**summary,
+               "passed_on_pence": int(passed.sum()),
+               "reported_pence": int(summary["total_pence"] + passed.sum()),
+               "bodies": {str(b): {"reported_pence": int(r.net_pence + r.passed_on_pence),
+                                   "passed_on_pence": int(r.passed_on_pence),
+                                   "received_pence": int(received.get(b, 0)),
+                                   "placed_pence": int(r.placed_pence)}
+                          for b, r in by_body.iterrows()},
+               "transfers": int(len(flows))}
+    return out, summary
 
 
 def derive_publications(

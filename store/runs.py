@@ -123,7 +123,8 @@ def save_run(
 ) -> int:
     """Write a run: its totals, line outcomes, slices and atom product. Returns its id.
 
-    ``outcomes``: line_id, proxy, method, allocated_pence, reason. ``slices``: slice_id, body
+    ``outcomes``: line_id, proxy, method, allocated_pence, reason (and passed_on_pence, what
+    went to another body, if any). ``slices``: slice_id, body
     (slug), cofog_code, method. ``product``: atom_id, slice_id, amount_pence.
     Call inside the caller's transaction.
     """
@@ -137,13 +138,16 @@ def save_run(
         ).fetchone()["id"]
     )
     with conn.cursor().copy(
-        "COPY run_line (run_id, line_id, proxy, method, allocated_pence, reason) FROM STDIN"
+        "COPY run_line (run_id, line_id, proxy, method, allocated_pence, reason,"
+        " passed_on_pence) FROM STDIN"
     ) as copy:
-        for line_id, proxy, method, pence, reason in outcomes[
+        passed = (outcomes["passed_on_pence"] if "passed_on_pence" in outcomes
+                  else pd.Series(0, index=outcomes.index))
+        for (line_id, proxy, method, pence, reason), gone in zip(outcomes[
             ["line_id", "proxy", "method", "allocated_pence", "reason"]
-        ].itertuples(index=False, name=None):
+        ].itertuples(index=False, name=None), passed, strict=True):
             copy.write_row((run_id, int(line_id), proxy, _text(method), int(pence),
-                            _text(reason)))
+                            _text(reason), int(gone)))
     with conn.cursor().copy(
         "COPY run_slice (run_id, slice_id, body_id, cofog_code, method) FROM STDIN"
     ) as copy:
@@ -200,20 +204,23 @@ def run_lines(conn: Connection, run_id: int, *, limit: int | None = None,
               offset: int = 0, line_id: int | None = None) -> pd.DataFrame:
     """The run's conservation table, one row per source line (or just ``line_id``), by id.
 
-    Columns: line_id, body, line, cofog_code, area, amount_pence, allocated_pence,
-    unallocated_pence, method, proxy, reason, source_row.
+    Columns: line_id, body, line, cofog_code, area, amount_pence (as loaded),
+    allocated_pence, passed_on_pence (to another body, counted there), unallocated_pence,
+    method, proxy, reason, source_row.
     """
     rows = conn.execute(
         "SELECT r.line_id, b.slug AS body, l.line, l.cofog_code,"
         " s.slug || ':' || l.area_code AS area, l.amount_pence, r.allocated_pence,"
-        " l.amount_pence - r.allocated_pence AS unallocated_pence, r.method, r.proxy,"
-        " r.reason, l.source_row" + LINE_JOINS + " JOIN run_line r ON r.line_id = l.id"
+        " r.passed_on_pence,"
+        " l.amount_pence - r.allocated_pence - r.passed_on_pence AS unallocated_pence,"
+        " r.method, r.proxy, r.reason, l.source_row" + LINE_JOINS
+        + " JOIN run_line r ON r.line_id = l.id"
         " WHERE r.run_id = %s AND (%s::bigint IS NULL OR r.line_id = %s::bigint)"
         " ORDER BY r.line_id LIMIT %s OFFSET %s",
         (run_id, line_id, line_id, limit, offset),
     ).fetchall()
     cols = ["line_id", "body", "line", "cofog_code", "area", "amount_pence", "allocated_pence",
-            "unallocated_pence", "method", "proxy", "reason", "source_row"]
+            "passed_on_pence", "unallocated_pence", "method", "proxy", "reason", "source_row"]
     return pd.DataFrame(rows, columns=cols)
 
 

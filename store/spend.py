@@ -95,7 +95,8 @@ def read_lines(conn: Connection, *, financial_year: str | None = None,
 
     For a year: the lines of the current batch of each body (a superseded batch's lines are
     not read), expenditure only (income is kept apart), reported for an area. For a run: the
-    lines it used, with the proxy it gave each.
+    lines it used, net of what it counted as passed on to another body, with the proxy it gave
+    each.
 
     Columns: line_id, body, line, cofog_code, amount_pence, area_set, area_code, source_row,
     and proxy for a run.
@@ -111,6 +112,8 @@ def read_lines(conn: Connection, *, financial_year: str | None = None,
                " AND l.located_by IN ('area', 'body_area') ORDER BY l.id")
         rows = conn.execute(sql, (financial_year,)).fetchall()
         return pd.DataFrame(rows, columns=_COLUMNS)
+    select = select.replace("l.amount_pence,", "l.amount_pence - r.passed_on_pence AS"
+                            " amount_pence,")
     sql = (select + ", r.proxy" + LINE_JOINS + " JOIN run_line r ON r.line_id = l.id"
            " WHERE r.run_id = %s ORDER BY l.id")
     return pd.DataFrame(conn.execute(sql, (run_id,)).fetchall(), columns=[*_COLUMNS, "proxy"])

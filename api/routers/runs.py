@@ -17,6 +17,7 @@ from api.deps import ConnDep
 from api.http import base_url, cached, etag, json_response, link
 from placespend.runs import line_spread
 from store import runs as store
+from store import transfers as store_transfers
 
 router = APIRouter(tags=["Runs"])
 
@@ -158,5 +159,27 @@ def one_line(request: Request, conn: ConnDep, run_id: int, line_id: int) -> JSON
         "by_cut_unit": {str(k): int(v) for k, v in by_ward.items()},
         "atoms": spread.astype(object).where(spread.notna(), None).to_dict(orient="records"),
         "links": [link(str(request.url), "self", JSON, "This line"),
+                  link(f"{base_url(request)}/runs/{run_id}", "up", JSON, f"Run {run_id}")],
+    })
+
+
+@router.get("/runs/{run_id}/flows", summary="Money a run counted as passed between bodies",
+            responses={404: {"description": "No such run"}})
+def run_flows(request: Request, conn: ConnDep, run_id: int) -> JSONResponse:
+    """Each transfer the run counted once: payer, payee, pence, and what left the payer's lines.
+
+    A grant is counted at the body that spends it: ``deducted_pence`` were taken off the
+    payer's lines (and are placed by the payee's); ``not_deducted_pence`` were more than the
+    payer's lines held. The run's ``conservation.bodies`` gives each body's reported, passed-on,
+    received and placed pence.
+    """
+    run = store.get_run(conn, run_id)
+    flows = store_transfers.run_flows(conn, run_id)
+    return json_response({
+        "run": run_id,
+        "financial_year": run["financial_year"],
+        "flows": flows,
+        "bodies": run["conservation"].get("bodies", {}),
+        "links": [link(str(request.url), "self", JSON, "These flows"),
                   link(f"{base_url(request)}/runs/{run_id}", "up", JSON, f"Run {run_id}")],
     })

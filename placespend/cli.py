@@ -183,6 +183,12 @@ def _print_conservation(conn: object, run_id: int, conservation: dict) -> None:
             escape(o.reason if isinstance(o.reason, str) else ""),
         )
     console.print(table)
+    passed = int(conservation.get("passed_on_pence", 0))
+    if passed:
+        console.print(
+            f"reported {conservation['reported_pence']:,}p = {passed:,}p passed on to other "
+            f"bodies (counted where they spend it) + {conservation['total_pence']:,}p to place"
+        )
     console.print(
         f"total {conservation['total_pence']:,}p = allocated "
         f"{conservation['allocated_pence']:,}p + unallocated "

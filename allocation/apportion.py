@@ -70,6 +70,9 @@ BATCH_CELLS = 4_000_000
 #: Cells of the dense table compacted at a time into its own memory (see ``_table_rows``).
 COMPACT_CELLS = 1 << 18
 
+#: The "area set" of lines reported at a point (a site, a postcode, coordinates): its codes
+#: are atom ids, each line's code the atom its point falls in. Such lines are placed directly.
+AT_POINT = "@point"
 _NO_ATOMS, _NO_LAND, _OK = 0, 1, 2
 #: The dtype pandas gives a column of Python strings.
 _TEXT = pd.Series(np.array(["text"], dtype=object)).dtype
@@ -306,7 +309,7 @@ def _plan(
     atom_ids = ids_by_rank[touched].astype(np.int64)
 
     status = np.where(length == 0, _NO_ATOMS, np.where(by_proxy | (area_sum > 0), _OK, _NO_LAND))
-    direct = (groups["area_set"] == cut_set).to_numpy()
+    direct = groups["area_set"].isin([cut_set, AT_POINT]).to_numpy()
     groups["status"] = status
     groups["by_proxy"] = by_proxy
     groups["method"] = np.where(direct, "direct", np.where(by_proxy, "proxy", "area"))
@@ -330,6 +333,9 @@ def _outcomes(lines: pd.DataFrame, plan: _Plan, cut_set: str) -> pd.DataFrame:
     for i in np.flatnonzero(status == _NO_ATOMS):
         group_reason[i] = (f"reporting area {label[i]} has no atoms: it is not covered by the "
                            f"geography the run was cut by ({cut_set})")
+        if str(label[i]).startswith(AT_POINT + ":"):
+            group_reason[i] = (f"the line's point lies outside the geography the run was cut "
+                               f"by ({cut_set})")
     for i in np.flatnonzero(status == _NO_LAND):
         group_reason[i] = f"reporting area {label[i]} has no land area"
     by_area_direct = (g["method"].to_numpy() == "direct") & ~g["by_proxy"].to_numpy() & (

@@ -57,6 +57,13 @@ class InputError(PlacespendError):
     code = "invalid_input"
 
 
+class TooLarge(InputError):
+    """An upload is over the size limit."""
+
+    status = 413
+    code = "too_large"
+
+
 class BadRequest(PlacespendError):
     """A request parameter is malformed or out of range (a bbox, a CRS, a date)."""
 
@@ -108,6 +115,15 @@ class Problem:
     value: str | None = None
     row: int | None = None
     feature: int | None = None
+
+    def __post_init__(self) -> None:
+        # numpy integers (a feature number from np.flatnonzero) are not JSON: keep plain ints
+        for name in ("row", "feature"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, int):
+                object.__setattr__(self, name, int(value))
+        if self.value is not None and not isinstance(self.value, str):
+            object.__setattr__(self, "value", str(self.value))
 
     def as_dict(self) -> dict[str, object]:
         """Render for a JSON error body."""

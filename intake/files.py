@@ -38,10 +38,11 @@ from pathlib import Path, PurePosixPath
 import geopandas
 import pyogrio
 import pyogrio.errors
+import shapely.errors
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
-from domain.errors import InputError
+from domain.errors import InputError, TooLarge
 
 from .tables import not_utf8
 
@@ -243,7 +244,7 @@ def check_size(path: Path | str, limits: UploadLimits, source: str) -> int:
     """Refuse a file larger than ``limits.max_bytes``, naming both; return its size in bytes."""
     size = Path(path).stat().st_size
     if size > limits.max_bytes:
-        raise InputError(
+        raise TooLarge(
             f"{source} is {_size(size)}, more than the {_size(limits.max_bytes)} an upload may be",
             "split it (e.g. one file per year or area) or simplify the geometry, and upload the"
             " parts",
@@ -549,6 +550,10 @@ def open_vector(
     if kind == "gpkg":
         return _open_gpkg(path, source, layer, names)
     if kind == "zip":
+        suffix = PurePosixPath(source).suffix.lower()
+        if suffix not in ("", ".zip"):
+            raise _refuse(source, "a ZIP archive",
+                          "name a zipped Shapefile .zip, or upload the GeoJSON itself")
         with tempfile.TemporaryDirectory(prefix="placespend-upload-") as tmp:
             try:
                 files = unpack_zip(path, Path(tmp) / "x", limits, source)
@@ -583,7 +588,7 @@ def _read(
                 )
             frame = pyogrio.read_dataframe(gdal_path, layer=layer, encoding=encoding)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, RuntimeError,
-            OSError, ValueError) as exc:
+            OSError, ValueError, shapely.errors.GEOSException) as exc:
         if isinstance(exc, UnicodeDecodeError):
             raise InputError(
                 f"{source} has attribute text that is not {encoding or 'UTF-8'}"

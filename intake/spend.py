@@ -18,11 +18,14 @@ Two formats, told apart by their header:
   coded: cofog, or a mapped scheme such as rs or cipfa), ``body_name``, ``body_kind``, and where
   it was reported: ``area_set`` + ``area_code``, ``postcode``, ``easting`` + ``northing``
   (EPSG:27700), ``longitude`` + ``latitude``, or ``site_id``; none of them: the whole area of
-  the body.
+  the body. A file that names its columns otherwise is read through ``columns`` (ours -> its
+  own: ``amount`` is the column ``2014-15``), and ``constants`` give a value to every row where
+  the file has no such column (``body`` = ``gla``).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -73,6 +76,7 @@ COLUMNS = ["body", "body_name", "body_kind", "body_code", "financial_year", "lin
 BODY_SLUGS = {"greater london authority": "gla"}
 
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
+_BODY_SLUG = re.compile(r"^[a-z0-9][a-z0-9_]{0,62}$")
 
 
 def body_slug(name: str) -> str:
@@ -112,6 +116,10 @@ class SpendOptions:
     #: RS: the largest difference allowed between the service lines and their stated total
     #: (DCLG rounds each figure to £1,000 on its own, so a return can be a few £1k out).
     total_tolerance_pence: int = 1_000_000
+    #: Lines: which of the file's columns holds each of ours (``{"amount": "2014-15"}``).
+    columns: dict[str, str] = field(default_factory=dict)
+    #: Lines: a value for every row where the file has no such column (``{"body": "gla"}``).
+    constants: dict[str, str] = field(default_factory=dict)
 
 
 def _problem(row: Row, fld: str, value: str | None, reason: str, fix: str) -> Problem:
@@ -232,6 +240,10 @@ def _read_rs(path: Path, source: str, options: SpendOptions,
                 f"not the stated total ({_pounds(summed - total)} apart)",
                 "correct the lines or the total; DCLG rounding is allowed up to "
                 f"{_pounds(options.total_tolerance_pence)}"))
+    if not problems and not out:
+        problems.append(Problem("file", "the file has no service lines (only totals or lines "
+                                "below TOTAL SERVICE EXPENDITURE)",
+                                "supply the return's service lines"))
     if problems:
         raise Rejected(source, problems)
     frame = _frame(out)
@@ -263,14 +275,29 @@ def _read_lines(path: Path, source: str, options: SpendOptions,
                 function_maps: dict[str, dict[str, str]]) -> SpendRead:
     problems: list[Problem] = []
     out: list[dict] = []
+    wanted = {theirs.strip().lower(): ours for ours, theirs in options.columns.items()}
+    constants = {k.strip().lower(): v for k, v in options.constants.items()}
+    seen_header = False
     for row in _rows(path, source, (), options.encoding):
-        v = {k.strip().lower(): (val if isinstance(val, str) else str(val))
-             for k, val in row.values.items()}
+        raw = {k.strip().lower(): (val if isinstance(val, str) else str(val))
+               for k, val in row.values.items()}
+        if not seen_header:
+            seen_header = True
+            missing = sorted(t for t in wanted if t not in raw)
+            if missing:
+                raise Rejected(source, [Problem(
+                    "file", f"no column {', '.join(map(repr, missing))} to read as "
+                    f"{', '.join(wanted[m] for m in missing)}",
+                    "the columns are: " + ", ".join(row.values), field="columns")])
+        v = {**constants, **{wanted.get(k, k): val for k, val in raw.items()}}
         bad = len(problems)
-        body = _get(v, "body")
+        body = _get(v, "body").strip().lower()
         if not body:
             problems.append(_problem(row, "body", "", "no body is named",
                                      "give the body's slug (e.g. hackney) in the body column"))
+        elif not _BODY_SLUG.match(body):
+            problems.append(_problem(row, "body", body, "a body's slug may hold only letters, "
+                                     "digits and _", f"write it as {body_slug(body)!r}"))
         try:
             year = parse_financial_year(_get(v, "financial_year", "year"))
         except BadValue as exc:
@@ -359,6 +386,8 @@ def _location(row: Row, v: dict[str, str], options: SpendOptions,
             try:
                 out[name] = float(given[name])
             except ValueError:
+                out[name] = float("nan")
+            if not math.isfinite(out[name]):
                 problems.append(_problem(row, name, given[name], "not a number",
                                          "write coordinates as plain numbers"))
                 return {}

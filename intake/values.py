@@ -292,7 +292,9 @@ def parse_code(text: str, field: str) -> str:
 COFOG_GROUPS: dict[str, int] = {
     "01": 8, "02": 5, "03": 6, "04": 9, "05": 6, "06": 6, "07": 6, "08": 6, "09": 8, "10": 9,
 }
-_COFOG_RE = re.compile(r"^([0-9]{1,2})(?:\.([0-9])(?:\.([0-9]))?)?$")
+#: A COFOG code, optionally followed by its label as published ("10.2 Old age", "4. Economic
+#: affairs"): HM Treasury's and the UN's own files write them so.
+_COFOG_RE = re.compile(r"^([0-9]{1,2})(?:\.([0-9])(?:\.([0-9]))?)?\.?(?:\s+[^\d\s].*)?$", re.S)
 _COFOG_FIX = ("use a COFOG division 01 to 10 or a group such as 09.1, from the UN COFOG list"
               " (boundaries/data/cofog-classification)")
 
@@ -301,7 +303,7 @@ def parse_cofog(text: str) -> str:
     """Parse a COFOG code into a division (``09``) or group (``09.1``).
 
     ``9`` becomes ``09`` and ``9.1`` becomes ``09.1``; a class such as ``10.2.0`` is kept at
-    group level (``10.2``). Refuses with :class:`BadValue` a division outside 01-10 (``00``,
+    group level (``10.2``); a code followed by its label (``10.2 Old age``) is read as the code. Refuses with :class:`BadValue` a division outside 01-10 (``00``,
     ``11``), a group the division does not have, and anything that is not a code (``abc``).
     """
     s = text.strip(_SPACES) if isinstance(text, str) else ""

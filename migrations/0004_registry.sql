@@ -124,26 +124,29 @@ ALTER TABLE spend_line
         OR (located_by IN ('point', 'postcode', 'site') AND geom IS NOT NULL));
 CREATE INDEX spend_line_year_idx ON spend_line (financial_year, body_id);
 
--- Which (body, year) pairs a spend batch covers. The newest batch for a pair is the one runs
--- use; older ones are superseded (kept, and still read by the runs made on them).
+-- Which (body, year, dataset) a spend batch covers. The newest batch for each is the one runs
+-- use; older ones are superseded (kept, and still read by the runs made on them). A body's
+-- datasets are its separate returns for a year (its Revenue Outturn, its payments to GP
+-- practices...): a file of one never supersedes another.
 CREATE TABLE spend_scope (
     batch_id       integer NOT NULL REFERENCES upload_batch,
     body_id        integer NOT NULL REFERENCES body,
     financial_year text NOT NULL CHECK (financial_year ~ '^\d{4}-\d{2}$'),
+    dataset        text NOT NULL DEFAULT 'main' CHECK (dataset ~ '^[a-z0-9][a-z0-9_-]*$'),
     lines          integer NOT NULL,
     total_pence    bigint NOT NULL,        -- signed sum of the expenditure lines
     income_pence   bigint NOT NULL,        -- sum of the income lines, kept apart
     content_sha256 text,                   -- of the pair's lines: an unchanged pair is not reloaded
     supersedes     integer REFERENCES upload_batch,
-    PRIMARY KEY (batch_id, body_id, financial_year)
+    PRIMARY KEY (batch_id, body_id, financial_year, dataset)
 );
 INSERT INTO spend_scope (batch_id, body_id, financial_year, lines, total_pence, income_pence)
 SELECT batch_id, body_id, financial_year, count(*), sum(amount_pence), 0
 FROM spend_line GROUP BY batch_id, body_id, financial_year;
 
 CREATE VIEW spend_current AS
-SELECT DISTINCT ON (body_id, financial_year) body_id, financial_year, batch_id
-FROM spend_scope ORDER BY body_id, financial_year, batch_id DESC;
+SELECT DISTINCT ON (body_id, financial_year, dataset) body_id, financial_year, dataset, batch_id
+FROM spend_scope ORDER BY body_id, financial_year, dataset, batch_id DESC;
 
 -- Transfers between bodies (grants passed on). Counted once, at the body that finally spends:
 -- a run takes the payer's passed-on part off the payer's lines; the flow stays on record.

@@ -80,8 +80,9 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
         else:
             loader = load.LOADERS[args.load_kind]
             values = {name: getattr(args, name, None) for name in loader.options.model_fields}
-            if values.get("body_areas"):
-                values["body_areas"] = _pairs(values["body_areas"])
+            for name in _PAIR_OPTIONS:
+                if values.get(name):
+                    values[name] = _pairs(values[name])
             opts = load.options(loader.options, **values)
             path = Path(args.file)
             done = [loader.load(conn, load.Upload(path, path.name), opts, step=step)]
@@ -127,12 +128,23 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+#: Options given as repeated NAME=VALUE pairs: option -> (flag, metavar, help).
+_PAIR_OPTIONS = {
+    "body_areas": ("--body-area", "CODE=AREA",
+                   "RS: the area code of a body whose rows carry none (repeatable)"),
+    "columns": ("--column", "OURS=THEIRS",
+                "lines: read our column OURS from the file's column THEIRS (repeatable)"),
+    "constants": ("--constant", "NAME=VALUE",
+                  "lines: give every row NAME=VALUE where the file has no such column"),
+}
+
+
 def _pairs(items: list[str]) -> dict[str, str]:
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key or not value:
-            raise SetupError(f"--body-area {item!r} is not CODE=AREA", "e.g. E5100=E12000007")
+            raise BadRequest(f"{item!r} is not NAME=VALUE", "e.g. --body-area E5100=E12000007")
         out[key.strip()] = value.strip()
     return out
 
@@ -147,9 +159,9 @@ def _load_options(p: argparse.ArgumentParser, model: type) -> None:
         elif name == "area_sets":
             p.add_argument("--area-set", dest=name, action="append", metavar="SET",
                            help="boundary set area codes are looked up in (repeatable)")
-        elif name == "body_areas":
-            p.add_argument("--body-area", dest=name, action="append", metavar="CODE=AREA",
-                           help="RS: the area code of a body whose rows carry none")
+        elif name in _PAIR_OPTIONS:
+            flag, meta, text = _PAIR_OPTIONS[name]
+            p.add_argument(flag, dest=name, action="append", metavar=meta, help=text)
         else:
             p.add_argument(flag, dest=name, required=f.is_required(),
                            help=text + ("" if f.is_required() else f" (default: {f.default})"))
@@ -326,8 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from placespend.load import LOADERS
 
-    load = sub.add_parser("load", help="load a file: boundaries, proxy, functions or spend "
-                          "(`placespend load embedded`: the embedded Hackney/London data)")
+    load = sub.add_parser("load", help="load a file: " + ", ".join(LOADERS)
+                          + " (`placespend load embedded`: the embedded London data)")
     kinds = load.add_subparsers(dest="load_kind", required=True)
     kinds.add_parser("embedded", help="the embedded data (what the demo loads)").set_defaults(
         func=cmd_load)

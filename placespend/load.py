@@ -29,14 +29,22 @@ from typing import Literal
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pyproj import CRS
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from boundaries import catalog
 from domain.errors import BadRequest, InputError, Problem, Rejected
 from geo.prepare import Prepared, dissolve, prepare_boundaries
 from geo.tiling import check_tiling
 from intake import files
+from intake.postcodes import (
+    PostcodeFields,
+    normalise_postcodes,
+    project_points,
+    read_postcode_file,
+)
 from intake.reference import read_cofog
+from intake.sites import SiteFields, read_site_file
 from intake.spend import SpendOptions, read_spend
 from intake.tables import read_rows
 from intake.transfers import read_transfers
@@ -44,12 +52,15 @@ from intake.values import BadValue, parse_cofog
 from placespend.progress import Step, quiet
 from store import boundaries as store_boundaries
 from store import reference, registry, spend
+from store import sites as store_sites
 from store import transfers as store_transfers
 from store.db import Connection
 
 BoundaryKind = Literal["ward", "lsoa", "oa", "msoa", "small_area", "borough", "region",
                        "constituency", "agency_area", "neighbourhood", "other"]
 SLUG = r"^[a-z0-9][a-z0-9-]*$"
+BNG_CRS = CRS.from_epsg(27700)
+WGS84 = CRS.from_epsg(4326)
 #: A proxy value: a plain non-negative decimal (no separators, no exponent).
 _COUNT = re.compile(r"^\d+(\.\d+)?$")
 
@@ -153,6 +164,15 @@ class SpendLoadOptions(_Options):
     #: Accept totals that look like pence typed into a pounds column (checked against the
     #: body's previous year).
     allow_jump: bool = False
+    #: Lines format: our column -> the file's (``amount=2014-15``, ``function=COFOG Level 1``).
+    columns: dict[str, str] = Field(default_factory=dict)
+    #: Lines format: a value for every row where the file has no such column (``body=gla``).
+    constants: dict[str, str] = Field(default_factory=dict)
+    #: Site set whose ids a ``site_id`` column names.
+    site_set: str | None = None
+    #: Which of a body's returns for a year the file is: a file supersedes only the same
+    #: dataset's earlier file (a body's payments to GP practices never replace its RS return).
+    dataset: str = Field("main", pattern=r"^[a-z0-9][a-z0-9_-]*$")
 
 
 def options(model: type[BaseModel], **values: object) -> BaseModel:
@@ -467,6 +487,9 @@ def load_functions(conn: Connection, upload: Upload, opts: FunctionMapOptions, *
             if code not in have:
                 rows.append({"source_code": code, "cofog_code": cofog,
                              "rationale": v["rationale"]})
+        if not problems and not seen:
+            problems.append(Problem("file", "the file has no mappings",
+                                    "supply one row per code: code, COFOG code, rationale"))
         if problems:
             raise Rejected(upload.name, problems)
         report = {"scheme": opts.scheme, "added": len(rows),
@@ -498,12 +521,13 @@ def load_spend(conn: Connection, upload: Upload, opts: SpendLoadOptions, *,
             read = read_spend(upload.path, source=upload.name, options=SpendOptions(
                 format=opts.format, unit=opts.unit,
                 area_set=opts.area_sets[0] if opts.area_sets else None, scheme=opts.scheme,
-                encoding=opts.encoding, total_tolerance_pence=opts.total_tolerance_pence),
+                encoding=opts.encoding, total_tolerance_pence=opts.total_tolerance_pence,
+                columns=dict(opts.columns), constants=dict(opts.constants)),
                 function_maps=maps)
             lines = _resolve(conn, read.lines, read.format, opts, upload.name, maps)
         content = _fingerprints(lines)
         pairs = sorted(content)
-        current = spend.current_scopes(conn, pairs)
+        current = spend.current_scopes(conn, pairs, opts.dataset)
         same = {k for k in pairs if k in current and current[k]["content_sha256"] == content[k]}
         if same:  # a pair whose lines are exactly those already counting is not loaded again
             keep = [(int(b), y) not in same for b, y in zip(lines["body_id"],
@@ -520,8 +544,8 @@ def load_spend(conn: Connection, upload: Upload, opts: SpendLoadOptions, *,
                        total=("amount_pence", lambda s: int(s[lines.loc[s.index, "kind"]
                                                               == "expenditure"].sum())))
                   .reset_index())
-        if not opts.allow_jump and read.format == "lines":
-            _check_jumps(conn, scopes, upload.name)
+        if not opts.allow_jump:
+            _check_jumps(conn, scopes, upload.name, opts.dataset)
         supersedes = {k: int(v["batch_id"]) for k, v in current.items() if k not in same}
         covered = []
         for s in scopes.itertuples(index=False):
@@ -539,9 +563,10 @@ def load_spend(conn: Connection, upload: Upload, opts: SpendLoadOptions, *,
         batch = registry.save_batch(conn, kind="spend", filename=upload.name, sha256=sha,
                                     rows=len(lines), options=opts.model_dump(mode="json"),
                                     report=report, loaded_by=loaded_by)
-        spend.save_spend_lines(conn, batch, lines, supersedes, content)
+        spend.save_spend_lines(conn, batch, lines, supersedes, content, opts.dataset)
         replaced = sum(1 for c in covered if c["supersedes_batch"] is not None)
-        note = f"; supersedes {replaced} earlier body-year(s)" if replaced else ""
+        note = (f"; supersedes {replaced} earlier body-year(s) of dataset {opts.dataset!r}"
+                if replaced else "")
         if same:
             note += f"; {len(same)} body-year(s) unchanged, not loaded again"
         return Loaded("spend", batch, True,
@@ -584,6 +609,8 @@ def _resolve(conn: Connection, lines: pd.DataFrame, fmt: str, opts: SpendLoadOpt
     for col in ("x", "y"):
         out[col] = np.nan
     out["postcode"] = out["postcode"].where(out["postcode"].notna(), None)
+    out["site_id"] = out["site_id"].astype(object)
+    points = _points(conn, lines, opts)
     for i, r in enumerate(lines.itertuples(index=False)):
         where = f"row {r.source_row}"
 
@@ -642,11 +669,16 @@ def _resolve(conn: Connection, lines: pd.DataFrame, fmt: str, opts: SpendLoadOpt
                 continue
             out.iat[i, out.columns.get_loc("area_set_id")] = int(meta["id"])
             out.iat[i, out.columns.get_loc("area_code")] = area_code
-        elif pd.notna(r.easting) or pd.notna(r.longitude) or pd.notna(r.postcode) \
-                or pd.notna(r.site_id):
-            bad("location", None, "lines located by a point are not read yet",
-                "give an area_set and area_code for now (points come with the direct method)")
-            continue
+        elif i in points:
+            if points[i][0] == "fault":
+                bad(*points[i][1:])  # field, value, reason, fix
+                continue
+            how, x, y, postcode, site = points[i]
+            out.iat[i, out.columns.get_loc("located_by")] = how
+            out.iat[i, out.columns.get_loc("x")] = x
+            out.iat[i, out.columns.get_loc("y")] = y
+            out.iat[i, out.columns.get_loc("postcode")] = postcode
+            out.iat[i, out.columns.get_loc("site_id")] = site
         else:
             if body.get("area_set_id") is None:
                 bad("area_code", "", f"the line gives no area and {r.body}'s whole area is "
@@ -660,20 +692,70 @@ def _resolve(conn: Connection, lines: pd.DataFrame, fmt: str, opts: SpendLoadOpt
     return out
 
 
-def _check_jumps(conn: Connection, scopes: pd.DataFrame, source: str) -> None:
+def _points(conn: Connection, lines: pd.DataFrame, opts: SpendLoadOptions) -> dict[int, tuple]:
+    """Where each line reported at a point is: row -> (how, x, y, postcode, site id).
+
+    ``how`` is point (coordinates), postcode or site; or "fault", with (field, value, reason,
+    fix) in the other four places. Coordinates are checked and projected as site files are.
+    """
+    out: dict[int, tuple] = {}
+    bng = lines["easting"].notna().to_numpy()
+    lonlat = lines["longitude"].notna().to_numpy()
+    for mask, cols, crs in ((bng, ("easting", "northing"), BNG_CRS),
+                            (lonlat, ("longitude", "latitude"), WGS84)):
+        idx = np.flatnonzero(mask)
+        if not len(idx):
+            continue
+        x, y, faults = project_points(lines[cols[0]].to_numpy(dtype=float)[idx],
+                                      lines[cols[1]].to_numpy(dtype=float)[idx], crs, cols)
+        for f in faults:
+            out[int(idx[f.index])] = ("fault", f.field, f.value, f.reason, f.fix)
+        for j, i in enumerate(idx):
+            out.setdefault(int(i), ("point", float(x[j]), float(y[j]), None, None))
+    given = lines["postcode"].notna().to_numpy()
+    if given.any():
+        norm, bad = normalise_postcodes(lines["postcode"])
+        found = store_sites.postcode_points(conn, sorted(set(norm.dropna())))
+        for i in np.flatnonzero(given):
+            pc = norm.iat[i]
+            if bad[i] or pc not in found:
+                out[int(i)] = ("fault", "postcode", lines["postcode"].iat[i],
+                               "not a UK postcode" if bad[i] else "no loaded postcode file has "
+                               "this postcode", "load a postcode file that has it "
+                               "(`placespend load postcodes`), or give coordinates")
+            else:
+                out[int(i)] = ("postcode", *found[pc], pc, None)
+    wanted = lines["site_id"].notna().to_numpy()
+    if wanted.any():
+        sites = spend.sites_by_code(conn, opts.site_set) if opts.site_set else None
+        for i in np.flatnonzero(wanted):
+            code = str(lines["site_id"].iat[i])
+            if sites is None:
+                out[int(i)] = ("fault", "site_id", code, "a site id needs its site set",
+                               "pass --site-set SET (a loaded site set)")
+            elif code not in sites:
+                out[int(i)] = ("fault", "site_id", code, f"no site {code} in {opts.site_set}",
+                               "check the id, or load the site set that has it")
+            else:
+                site_id, x, y = sites[code]
+                out[int(i)] = ("site", x, y, None, site_id)
+    return out
+
+
+def _check_jumps(conn: Connection, scopes: pd.DataFrame, source: str, dataset: str) -> None:
     """Refuse a year JUMP times bigger than the body's previous year (pence typed as pounds)."""
     problems = []
     for s in scopes.itertuples(index=False):
         start = int(s.financial_year[:4])
         prev_year = f"{start - 1}-{start % 100:02d}"
-        prev = spend.body_year_total(conn, int(s.body_id), prev_year)
+        prev = spend.body_year_total(conn, int(s.body_id), prev_year, dataset)
         if prev is not None and prev > 0 and abs(int(s.total)) > JUMP * prev:
             problems.append(Problem(
                 f"{s.body} {s.financial_year}", f"totals £{int(s.total) / 100:,.2f}, "
                 f"{abs(int(s.total)) / prev:,.0f} times {prev_year} (£{prev / 100:,.2f}): "
-                "were pence typed into a pounds column?",
-                "load it with --unit pence if the amounts are pence, or --allow-jump if the "
-                "figures are right", field="amount"))
+                "were pence typed into a pounds column (or pounds into £ thousand)?",
+                "load it with --unit pence if the amounts are pence (--unit thousands for £ "
+                "thousand), or --allow-jump if the figures are right", field="amount"))
     if problems:
         raise Rejected(source, problems)
 
@@ -732,6 +814,196 @@ def load_transfers(conn: Connection, upload: Upload, opts: TransferOptions, *,
     return _once(conn, "transfers", upload, opts, loaded_by, store)
 
 
+# --------------------------------------------------------------------------- postcodes and sites
+
+
+def _pair(first: str | None, second: str | None, names: str) -> None:
+    if bool(first) != bool(second):
+        raise ValueError(f"give both {names}, or neither")
+
+
+class PostcodeOptions(_Options):
+    """How to read a CSV of postcode points (e.g. OS Code-Point Open)."""
+
+    postcode_field: str = Field("Postcode", description="field holding the postcode")
+    easting_field: str = Field("Eastings", description="field of eastings (EPSG:27700 metres)")
+    northing_field: str = Field("Northings", description="field of northings")
+    longitude_field: str | None = Field(None, description="field of WGS 84 longitudes (used "
+                                        "instead of eastings/northings if given)")
+    latitude_field: str | None = Field(None, description="field of WGS 84 latitudes")
+    encoding: str | None = None
+    source: str | None = Field(None, description="where the file came from")
+    licence: str = Field("not stated", description="e.g. Open Government Licence v3.0")
+    attribution: str = Field("", description="the attribution the licence asks for")
+
+    @model_validator(mode="after")
+    def _lonlat(self) -> PostcodeOptions:
+        _pair(self.longitude_field, self.latitude_field, "longitude_field and latitude_field")
+        return self
+
+
+class SiteOptions(_Options):
+    """How to read a file of sites (schools, GP practices, stations...) as points."""
+
+    slug: str = Field(pattern=SLUG, max_length=80, description="the set's name in URLs")
+    name: str | None = Field(None, description="a title (default: the slug)")
+    kind: str = Field(min_length=1, max_length=40,
+                      description="what the sites are: school, gp_practice, station...")
+    id_field: str = Field(description="field holding each site's id (unique, never blank)")
+    name_field: str = Field(description="field holding each site's name (never blank)")
+    postcode_field: str | None = Field(None, description="field holding postcodes (CSV: places "
+                                       "a site whose coordinates are blank)")
+    easting_field: str | None = Field(None, description="CSV: field of eastings (EPSG:27700)")
+    northing_field: str | None = Field(None, description="CSV: field of northings")
+    longitude_field: str | None = Field(None, description="CSV: field of WGS 84 longitudes")
+    latitude_field: str | None = Field(None, description="CSV: field of WGS 84 latitudes")
+    layer: str | None = Field(None, description="GeoPackage layer")
+    encoding: str | None = Field(None, description="CSV text encoding (default UTF-8)")
+    source: str | None = Field(None, description="where the file came from")
+    licence: str = Field("not stated", description="e.g. Open Government Licence v3.0")
+    attribution: str = Field("", description="the attribution the licence asks for")
+
+    @model_validator(mode="after")
+    def _coordinates(self) -> SiteOptions:
+        _pair(self.easting_field, self.northing_field, "easting_field and northing_field")
+        _pair(self.longitude_field, self.latitude_field, "longitude_field and latitude_field")
+        if self.easting_field and self.longitude_field:
+            raise ValueError("give eastings/northings or longitudes/latitudes, not both")
+        if not self.kind.strip():
+            raise ValueError("kind is blank")
+        return self
+
+
+def load_postcodes(conn: Connection, upload: Upload, opts: PostcodeOptions, *,
+                   loaded_by: str = "cli", step: Step = quiet) -> Loaded:
+    """Load a CSV of postcode points; the newest batch holding a postcode answers for it."""
+
+    def store(sha: str) -> Loaded:
+        with step(f"Postcodes {upload.name}"):
+            points = read_postcode_file(upload.path, PostcodeFields(
+                postcode_field=opts.postcode_field, easting_field=opts.easting_field,
+                northing_field=opts.northing_field, longitude_field=opts.longitude_field,
+                latitude_field=opts.latitude_field, encoding=opts.encoding), source=upload.name)
+        codes = points["postcode"].tolist()
+        before = store_sites.postcode_points(conn, codes)
+        moved = [c for c, x, y in zip(codes, points["x"], points["y"], strict=True)
+                 if c in before and before[c] != (float(x), float(y))]
+        report = {
+            "postcodes": len(points),
+            "districts": int(points["postcode"].str.split(" ").str[0].nunique()),
+            "coordinates": "longitude/latitude (WGS 84)" if opts.longitude_field
+            else "eastings/northings (EPSG:27700)",
+            "already_loaded": len(before), "moved": len(moved), "first_moved": moved[:10],
+            "source": opts.source or upload.name, "licence": opts.licence,
+        }
+        batch = registry.save_batch(conn, kind="postcodes", filename=upload.name, sha256=sha,
+                                    rows=len(points), options=opts.model_dump(mode="json"),
+                                    report=report, loaded_by=loaded_by)
+        store_sites.save_postcodes(conn, batch, points)
+        note = (f"; {len(before):,} were loaded before ({len(moved):,} moved): this batch now "
+                "answers for them" if before else "")
+        return Loaded("postcodes", batch, True,
+                      f"postcodes: {len(points):,} points in {report['districts']:,} "
+                      f"districts{note}", report)
+
+    return _once(conn, "postcodes", upload, opts, loaded_by, store)
+
+
+def load_sites(conn: Connection, upload: Upload, opts: SiteOptions, *,
+               loaded_by: str = "cli", step: Step = quiet) -> Loaded:
+    """Load a site file (points, or postcodes resolved against those loaded) as a set version.
+
+    Content identical to the newest version of the slug (the same sites and metadata, from a
+    file that differs only in its bytes) stores nothing new.
+    """
+
+    def store(sha: str) -> Loaded:
+        problems: list[Problem] = []
+        with step(f"Sites {opts.slug}"):
+            read = read_site_file(upload.path, SiteFields(
+                id_field=opts.id_field, name_field=opts.name_field,
+                postcode_field=opts.postcode_field, easting_field=opts.easting_field,
+                northing_field=opts.northing_field, longitude_field=opts.longitude_field,
+                latitude_field=opts.latitude_field, layer=opts.layer, encoding=opts.encoding),
+                source=upload.name, problems=problems)
+            sites = _placed_by_postcode(conn, read.sites, opts, problems)
+        if problems:
+            raise Rejected(upload.name, sorted(problems, key=lambda p: p.row or p.feature or 0))
+        if sites.empty:
+            raise Rejected(upload.name, [Problem("file", "no sites", "supply one row or "
+                                                 "feature per site")])
+        meta = store_sites.SiteSetMeta(
+            slug=opts.slug, name=opts.name or opts.slug, kind=opts.kind.strip(),
+            source=opts.source or upload.name, licence=opts.licence,
+            attribution=opts.attribution, batch_id=0)
+        content = _site_content(meta, opts.source, sites)
+        newest = store_sites.find_site_set(conn, opts.slug)
+        if newest is not None:
+            prior = registry.get_batch(conn, int(newest["batch_id"]))
+            if prior is not None and prior["report"].get("content_sha256") == content:
+                return Loaded("sites", int(newest["batch_id"]), False,
+                              f"{upload.name} holds the same sites as {opts.slug} version "
+                              f"{newest['version']}: nothing new was stored",
+                              dict(prior["report"]))
+        located = sites["located"].value_counts().sort_index().to_dict()
+        report = {"set": opts.slug, "sites": len(sites), "kind": meta.kind,
+                  "format": read.format, "located_by": {k: int(v) for k, v in located.items()},
+                  "fields": {"id": opts.id_field, "name": opts.name_field,
+                             "postcode": opts.postcode_field},
+                  "attrs": read.attr_fields, "declared_crs": read.declared_crs,
+                  "notes": list(read.notes), "content_sha256": content}
+        batch = registry.save_batch(conn, kind="sites", filename=upload.name, sha256=sha,
+                                    rows=len(sites), options=opts.model_dump(mode="json"),
+                                    report=report, loaded_by=loaded_by)
+        meta = store_sites.SiteSetMeta(**{**meta.__dict__, "batch_id": batch})
+        set_id = store_sites.save_site_set(conn, meta, sites)
+        version = int(store_sites.get_site_set_by_id(conn, set_id)["version"])
+        report["version"] = version
+        how = ", ".join(f"{n:,} by {k}" for k, n in report["located_by"].items())
+        return Loaded("sites", batch, True, f"site set {opts.slug} version {version}: "
+                      f"{len(sites):,} {meta.kind} sites ({how})", report)
+
+    return _once(conn, "sites", upload, opts, loaded_by, store)
+
+
+def _placed_by_postcode(conn: Connection, sites: pd.DataFrame, opts: SiteOptions,
+                        problems: list[Problem]) -> pd.DataFrame:
+    """Give the sites located by postcode their postcode's point; the unknown are problems."""
+    wanted = (sites["located"] == "postcode").to_numpy()
+    if not wanted.any():
+        return sites
+    points = store_sites.postcode_points(conn, sites.loc[wanted, "postcode"].tolist())
+    out = sites.copy()
+    unknown = []
+    for i in np.flatnonzero(wanted):
+        r = out.iloc[i]
+        point = points.get(r["postcode"])
+        if point is None:
+            unknown.append(i)
+            problems.append(Problem(
+                r["where"], f"postcode {r['postcode']} is not among the loaded postcodes",
+                "load a postcode file that has it, or give coordinates",
+                field=opts.postcode_field, value=r["postcode"],
+                row=None if pd.isna(r["row"]) else int(r["row"]),
+                feature=None if pd.isna(r["feature"]) else int(r["feature"])))
+            continue
+        out.iat[i, out.columns.get_loc("x")] = point[0]
+        out.iat[i, out.columns.get_loc("y")] = point[1]
+    return out.drop(index=out.index[unknown]).reset_index(drop=True)
+
+
+def _site_content(meta: store_sites.SiteSetMeta, source: str | None, sites: pd.DataFrame
+                  ) -> str:
+    """A hash of what a site set says (metadata and sites), not of how its file was laid out."""
+    rows = sorted(
+        json.dumps([r.site_code, r.name, r.postcode, r.located, float(r.x), float(r.y),
+                    r.attrs], sort_keys=True, ensure_ascii=False)
+        for r in sites.itertuples(index=False))
+    # the source as given: a file name standing in for it is not what the sites say
+    head = json.dumps([meta.slug, meta.name, meta.kind, source, meta.licence, meta.attribution])
+    return sha256_of(head, *rows)
+
+
 # --------------------------------------------------------------------------- embedded data
 
 
@@ -771,6 +1043,8 @@ LOADERS: dict[str, Loader] = {
     "functions": Loader(FunctionMapOptions, load_functions),
     "spend": Loader(SpendLoadOptions, load_spend),
     "transfers": Loader(TransferOptions, load_transfers),
+    "postcodes": Loader(PostcodeOptions, load_postcodes),
+    "sites": Loader(SiteOptions, load_sites),
 }
 
 
@@ -784,6 +1058,7 @@ def sha256_of(*parts: bytes | str) -> str:
 
 
 __all__ = ["BoundaryOptions", "FunctionMapOptions", "InputError", "LOADERS", "Loaded",
-           "ProxyOptions", "SpendLoadOptions", "TransferOptions", "Upload", "load_boundaries",
-           "load_embedded", "load_functions", "load_proxy", "load_spend", "load_transfers",
+           "PostcodeOptions", "ProxyOptions", "SiteOptions", "SpendLoadOptions",
+           "TransferOptions", "Upload", "load_boundaries", "load_embedded", "load_functions",
+           "load_postcodes", "load_proxy", "load_sites", "load_spend", "load_transfers",
            "options"]

@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from allocation import pipeline
-from allocation.apportion import atom_proxy_values, choose_proxies
+from allocation.apportion import AT_POINT, atom_proxy_values, choose_proxies
 from allocation.apportion import line_spread as spread_one_line
 from allocation.summary import property_schema
 from allocation.transfers import count_once, net_of_transfers, passed_on_reason
@@ -159,6 +160,33 @@ def _inputs_sha(lines: pd.DataFrame, request: RunRequest, atom_set: int,
     return h.hexdigest()
 
 
+def _membership(conn: Connection, atom_set_id: int, lines: pd.DataFrame, step: Step = quiet
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Which atoms each line's area holds: (lines, membership atom_id, set, code, weight).
+
+    A line reported for an area reaches the atoms of that area (a stored crosswalk); a line
+    reported at a point (a site, a postcode, coordinates) reaches the one atom its point falls
+    in, and is placed there directly (area set :data:`AT_POINT`, code the atom id).
+    """
+    at_point = lines["area_set"].isna() & lines["x"].notna()
+    lines = lines.copy()
+    parts = [
+        ensure_crosswalk(conn, atom_set_id, area_set, step).assign(set=area_set)
+        .rename(columns={"target_code": "code"})
+        for area_set in sorted(map(str, lines.loc[~at_point, "area_set"].unique()))
+    ]
+    if at_point.any():
+        found = np.asarray(store_atoms.atoms_at(
+            conn, atom_set_id, lines.loc[at_point, "x"].astype(float).tolist(),
+            lines.loc[at_point, "y"].astype(float).tolist()))
+        lines.loc[at_point, "area_set"] = AT_POINT
+        lines.loc[at_point, "area_code"] = np.where(found >= 0, found.astype(str), "outside")
+        used = np.unique(found[found >= 0])
+        parts.append(pd.DataFrame({"atom_id": used.astype(np.int64), "set": AT_POINT,
+                                   "code": used.astype(str), "weight": 1.0}))
+    return lines, pd.concat(parts, ignore_index=True)
+
+
 @dataclass(frozen=True)
 class _Gathered:
     """What a run is computed from, read from the store."""
@@ -189,14 +217,7 @@ def _inputs(conn: Connection, request: RunRequest, step: Step,
             f"proxy {RESIDENTS} is not loaded on {request.zone_set}",
             "load the embedded data (`placespend load`)",
         )
-    membership = pd.concat(
-        [
-            ensure_crosswalk(conn, atom_set_id, area_set, step).assign(set=area_set)
-            .rename(columns={"target_code": "code"})
-            for area_set in sorted(map(str, lines["area_set"].unique()))
-        ],
-        ignore_index=True,
-    )
+    lines, membership = _membership(conn, atom_set_id, lines, step)
     counted = count_once(store_transfers.transfers_for_year(conn, request.financial_year))
     lines, flows = net_of_transfers(lines, counted)
     inputs = pipeline.Inputs(lines, atoms, values, membership, request.cut_set)
@@ -392,8 +413,9 @@ def line_spread(conn: Connection, run_id: int, line_id: int) -> pd.DataFrame:
     atom_set = store_atoms.get_atom_set(conn, int(run["atom_set_id"]))
     atoms = store_atoms.read_atoms(conn, int(run["atom_set_id"]))
     me = lines.loc[lines["line_id"] == line_id].iloc[0]
-    membership = ensure_crosswalk(conn, int(run["atom_set_id"]), me["area_set"]).assign(
-        set=me["area_set"]).rename(columns={"target_code": "code"})
+    mates = lines.loc[(lines["area_set"] == me["area_set"])
+                      | (lines["area_set"].isna() & pd.isna(me["area_set"]))]
+    lines, membership = _membership(conn, int(run["atom_set_id"]), mates)
     proxies = atom_proxy_values(atoms, reference.proxy_values(conn, int(atom_set["zone_set_id"])))
     spread = spread_one_line(
         lines, atoms, proxies, membership, cut_set=atom_set["cut_slug"], line_id=line_id)

@@ -121,3 +121,19 @@ def read_crosswalk(conn: Connection, crosswalk_id: int) -> pd.DataFrame:
         (crosswalk_id,),
     ).fetchall()
     return pd.DataFrame(rows, columns=["atom_id", "target_code", "weight"])
+
+
+def atoms_at(conn: Connection, atom_set_id: int, xs: list[float], ys: list[float]) -> list[int]:
+    """The atom each point (EPSG:27700) falls in, or -1 where it falls in none.
+
+    A point on the edge between atoms goes to the lowest atom id that touches it.
+    """
+    rows = conn.execute(
+        "SELECT p.i, (SELECT a.atom_id FROM atom a WHERE a.atom_set_id = %s"
+        "   AND a.geom && ST_SetSRID(ST_MakePoint(p.x, p.y), 27700)"
+        "   AND ST_Intersects(a.geom, ST_SetSRID(ST_MakePoint(p.x, p.y), 27700))"
+        "   ORDER BY a.atom_id LIMIT 1) AS atom_id"
+        " FROM unnest(%s::float8[], %s::float8[]) WITH ORDINALITY AS p(x, y, i) ORDER BY p.i",
+        (atom_set_id, xs, ys),
+    ).fetchall()
+    return [-1 if r["atom_id"] is None else int(r["atom_id"]) for r in rows]

@@ -12,32 +12,35 @@ import pandas as pd
 from store.db import Connection
 
 
-def current_scopes(conn: Connection, body_years: list[tuple[int, str]]) -> dict:
-    """The batch now counting for each (body id, year) of ``body_years``, with its totals."""
+def current_scopes(conn: Connection, body_years: list[tuple[int, str]],
+                   dataset: str = "main") -> dict:
+    """The batch now counting for each (body id, year) of ``body_years`` in ``dataset``."""
     if not body_years:
         return {}
     rows = conn.execute(
         "SELECT s.* FROM spend_scope s JOIN spend_current c USING (batch_id, body_id,"
-        " financial_year) WHERE (s.body_id, s.financial_year) IN"
+        " financial_year, dataset) WHERE s.dataset = %s AND (s.body_id, s.financial_year) IN"
         " (SELECT * FROM unnest(%s::int[], %s::text[]))",
-        ([b for b, _ in body_years], [y for _, y in body_years]),
+        (dataset, [b for b, _ in body_years], [y for _, y in body_years]),
     ).fetchall()
     return {(r["body_id"], r["financial_year"]): r for r in rows}
 
 
-def body_year_total(conn: Connection, body_id: int, financial_year: str) -> int | None:
-    """The expenditure pence now counting for a body and year, or None if none are loaded."""
+def body_year_total(conn: Connection, body_id: int, financial_year: str,
+                    dataset: str = "main") -> int | None:
+    """The expenditure pence now counting for a body, year and dataset, or None if none."""
     row = conn.execute(
         "SELECT s.total_pence FROM spend_scope s JOIN spend_current c USING (batch_id, body_id,"
-        " financial_year) WHERE s.body_id = %s AND s.financial_year = %s",
-        (body_id, financial_year),
+        " financial_year, dataset) WHERE s.body_id = %s AND s.financial_year = %s"
+        " AND s.dataset = %s",
+        (body_id, financial_year, dataset),
     ).fetchone()
     return None if row is None else int(row["total_pence"])
 
 
 def save_spend_lines(conn: Connection, batch_id: int, lines: pd.DataFrame,
                      supersedes: dict[tuple[int, str], int],
-                     content: dict[tuple[int, str], str]) -> None:
+                     content: dict[tuple[int, str], str], dataset: str = "main") -> None:
     """Insert a batch's lines and the (body, year) pairs it covers.
 
     ``lines``: body_id, financial_year, line, cofog_code, amount_pence, kind, scheme,
@@ -73,9 +76,10 @@ def save_spend_lines(conn: Connection, batch_id: int, lines: pd.DataFrame,
     )
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO spend_scope (batch_id, body_id, financial_year, lines, total_pence,"
-            " income_pence, content_sha256, supersedes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            [(batch_id, int(s.body_id), s.financial_year, int(s.lines), int(s.total),
+            "INSERT INTO spend_scope (batch_id, body_id, financial_year, dataset, lines,"
+            " total_pence, income_pence, content_sha256, supersedes)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [(batch_id, int(s.body_id), s.financial_year, dataset, int(s.lines), int(s.total),
               int(s.income), content.get((int(s.body_id), s.financial_year)),
               supersedes.get((int(s.body_id), s.financial_year)))
              for s in scopes.itertuples(index=False)],
@@ -86,7 +90,7 @@ def save_spend_lines(conn: Connection, batch_id: int, lines: pd.DataFrame,
 LINE_JOINS = (" FROM spend_line l JOIN body b ON b.id = l.body_id"
               " LEFT JOIN boundary_set s ON s.id = l.area_set_id")
 _COLUMNS = ["line_id", "body", "line", "cofog_code", "amount_pence", "area_set", "area_code",
-            "source_row"]
+            "source_row", "x", "y"]
 
 
 def read_lines(conn: Connection, *, financial_year: str | None = None,
@@ -94,22 +98,24 @@ def read_lines(conn: Connection, *, financial_year: str | None = None,
     """The expenditure lines counting now for a year, or the lines of a run, by id.
 
     For a year: the lines of the current batch of each body (a superseded batch's lines are
-    not read), expenditure only (income is kept apart), reported for an area. For a run: the
+    not read), expenditure only (income is kept apart), reported for an area or at a point.
+    For a run: the
     lines it used, net of what it counted as passed on to another body, with the proxy it gave
     each.
 
     Columns: line_id, body, line, cofog_code, amount_pence, area_set, area_code, source_row,
-    and proxy for a run.
+    x, y (EPSG:27700, for a line reported at a point; else NaN), and proxy for a run.
     """
     if (financial_year is None) == (run_id is None):
         raise ValueError("give a financial year or a run, not both")
     select = ("SELECT l.id AS line_id, b.slug AS body, l.line, l.cofog_code, l.amount_pence,"
-              " s.slug AS area_set, l.area_code, l.source_row")
+              " s.slug AS area_set, l.area_code, l.source_row, ST_X(l.geom) AS x,"
+              " ST_Y(l.geom) AS y")
     if run_id is None:
-        sql = (select + LINE_JOINS + " JOIN spend_current c ON c.batch_id = l.batch_id"
+        sql = (select + LINE_JOINS + " JOIN (SELECT DISTINCT batch_id, body_id, financial_year"
+               " FROM spend_current) c ON c.batch_id = l.batch_id"
                " AND c.body_id = l.body_id AND c.financial_year = l.financial_year"
-               " WHERE l.financial_year = %s AND l.kind = 'expenditure'"
-               " AND l.located_by IN ('area', 'body_area') ORDER BY l.id")
+               " WHERE l.financial_year = %s AND l.kind = 'expenditure' ORDER BY l.id")
         rows = conn.execute(sql, (financial_year,)).fetchall()
         return pd.DataFrame(rows, columns=_COLUMNS)
     select = select.replace("l.amount_pence,", "l.amount_pence - r.passed_on_pence AS"
@@ -124,18 +130,6 @@ def lines_for_year(conn: Connection, financial_year: str) -> pd.DataFrame:
     return read_lines(conn, financial_year=financial_year)
 
 
-def point_lines(conn: Connection, financial_year: str) -> dict:
-    """How many current lines of a year are located by a point, and their pence (not yet run)."""
-    row = conn.execute(
-        "SELECT count(*) AS n, coalesce(sum(l.amount_pence), 0) AS pence FROM spend_line l"
-        " JOIN spend_current c ON c.batch_id = l.batch_id AND c.body_id = l.body_id"
-        " AND c.financial_year = l.financial_year WHERE l.financial_year = %s"
-        " AND l.kind = 'expenditure' AND l.located_by IN ('point', 'postcode', 'site')",
-        (financial_year,),
-    ).fetchone()
-    return {"lines": int(row["n"]), "pence": int(row["pence"])}
-
-
 def attributions(conn: Connection, run_id: int) -> list[str]:
     """The attribution of every spend batch a run read, in batch order (for map credits)."""
     rows = conn.execute(
@@ -148,3 +142,13 @@ def attributions(conn: Connection, run_id: int) -> list[str]:
         if r["attribution"] and r["attribution"] not in out:
             out.append(r["attribution"])
     return out
+
+
+def sites_by_code(conn: Connection, set_slug: str) -> dict[str, tuple[int, float, float]]:
+    """The newest version of a site set: site code -> (site id, x, y in EPSG:27700)."""
+    rows = conn.execute(
+        "SELECT s.site_code, s.id, ST_X(s.geom) AS x, ST_Y(s.geom) AS y FROM site s"
+        " WHERE s.set_id = (SELECT id FROM site_set WHERE slug = %s ORDER BY version DESC"
+        " LIMIT 1)", (set_slug,),
+    ).fetchall()
+    return {r["site_code"]: (int(r["id"]), float(r["x"]), float(r["y"])) for r in rows}

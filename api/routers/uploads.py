@@ -19,7 +19,7 @@ from starlette.datastructures import UploadFile
 
 from api.deps import ConnDep, KeyDep
 from api.http import base_url, json_response
-from domain.errors import BadRequest, InputError, NotFound
+from domain.errors import BadRequest, NotFound, TooLarge
 from placespend import load
 from store import registry
 
@@ -28,7 +28,7 @@ router = APIRouter(tags=["Uploads"])
 #: Largest upload accepted (the same limit the file checks apply).
 MAX_BYTES = 200 * 1024 * 1024
 _LIST_FIELDS = {"area_sets"}
-_PAIR_FIELDS = {"body_areas"}
+_PAIR_FIELDS = {"body_areas", "columns", "constants"}
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "An option is malformed, or the form has no file"},
@@ -48,9 +48,10 @@ async def _save(upload: UploadFile, folder: Path) -> Path:
         while chunk := await upload.read(1 << 20):
             size += len(chunk)
             if size > MAX_BYTES:
-                raise InputError(
-                    f"{upload.filename} is over the {MAX_BYTES // (1 << 20)} MiB upload limit",
-                    "split the file, or load it on the server with `placespend load`")
+                raise TooLarge(
+                    f"{upload.filename} is over the upload limit of {MAX_BYTES:,} bytes",
+                    "split the file (e.g. one file per year or area), or load it on the server"
+                    " with `placespend load`", where="file")
             out.write(chunk)
     return path
 
@@ -71,7 +72,8 @@ def _options(kind: str, form: Any) -> dict[str, Any]:
         elif name in _PAIR_FIELDS:
             pairs = [g.partition("=") for g in got]
             if any(not sep for _, sep, _ in pairs):
-                raise BadRequest(f"{name} must be CODE=AREA", "e.g. E5100=E12000007")
+                raise BadRequest(f"{name} must be NAME=VALUE pairs",
+                                 "e.g. body_areas=E5100=E12000007, columns=amount=2014-15")
             values[name] = {k.strip(): v.strip() for k, _, v in pairs}
         elif model.model_fields[name].annotation is bool:
             values[name] = got[-1].lower() in ("1", "true", "yes", "on")
@@ -81,7 +83,8 @@ def _options(kind: str, form: Any) -> dict[str, Any]:
 
 
 @router.post("/uploads/{kind}", responses=_ERRORS, status_code=201,
-             summary="Load a file: boundaries, proxy, functions or spend")
+             summary="Load a file: boundaries, proxy, functions, spend, transfers, "
+                     "postcodes or sites")
 async def upload(kind: str, request: Request, conn: ConnDep, key: KeyDep) -> JSONResponse:
     """Load one file (multipart field ``file``) with the options as form fields.
 

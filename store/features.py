@@ -90,12 +90,14 @@ def items(
     simplify_m: float = 0.0,
     code: str | None = None,
     run_id: int | None = None,
+    parent: str | None = None,
 ) -> Page:
     """Features of a collection (EPSG:4326 lon/lat GeoJSON, 6 decimals), ordered by code.
 
     ``bbox`` is (minlon, minlat, maxlon, maxlat); ``simplify_m`` simplifies in metres (for
     overview maps); ``code`` picks one feature; ``run_id`` pins the run (default: the run the
-    collection serves now).
+    collection serves now); ``parent`` keeps the units whose enclosing unit (a ward's borough)
+    has that code.
     """
     # Not get_collection: its extent and count are metadata work no page of features needs.
     meta = _current(conn, collection_id, run_id)
@@ -108,6 +110,7 @@ def items(
         "offset": offset,
         "tol": simplify_m,
         "code": code,
+        "parent": parent,
     }
     row = conn.execute(
         """
@@ -120,6 +123,7 @@ def items(
               JOIN boundary b ON b.set_id = %(set)s AND b.code = f.code
              WHERE f.collection_id = %(cid)s AND f.run_id = %(run)s
                AND (%(code)s::text IS NULL OR f.code = %(code)s::text)
+               AND (%(parent)s::text IS NULL OR b.parent_code = %(parent)s::text)
                AND (NOT EXISTS (SELECT 1 FROM env)
                     OR EXISTS (SELECT 1 FROM env WHERE b.geom && env.g
                                                    AND ST_Intersects(b.geom, env.g)))

@@ -117,3 +117,15 @@ def test_per_head_differs_between_wards(conn: Connection, demo: RunResult) -> No
         assert abs(f["share_proxy"] + f["share_direct"] + f["share_area"] - 1) < 1e-5
         parts = sum(f[f"cofog_{d:02d}"] for d in range(1, 11))
         assert round(parts * 100) == f["total_pence"]
+
+
+def test_one_borough_of_the_london_collection(client) -> None:
+    """Other boroughs are filters of the London collection: ?parent=<borough code>."""
+    page = client.get("/collections/london-wards-2014-spend-2014-15/items",
+                      params={"parent": "E09000030", "limit": 100}).json()  # Tower Hamlets
+    wards = [f["properties"] for f in page["features"]]
+    assert page["numberMatched"] == len(wards) == 20  # its 2014 wards
+    assert round(sum(w["body_tower_hamlets"] for w in wards) * 100) == \
+        rs_service_pence("2014-15")["tower_hamlets"]
+    assert client.get("/collections/london-wards-2014-spend-2014-15/items",
+                      params={"parent": "E09999999"}).json()["numberMatched"] == 0

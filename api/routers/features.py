@@ -46,7 +46,8 @@ JSON = "application/json"
 JSON_SCHEMA = "application/schema+json"
 REL_SCHEMA = "http://www.opengis.net/def/rel/ogc/1.0/schema"
 #: Query parameters /items understands; anything else is refused (OGC: unknown -> 400).
-ITEMS_PARAMS = frozenset({"limit", "offset", "bbox", "bbox-crs", "crs", "datetime", "f", "run"})
+ITEMS_PARAMS = frozenset({"limit", "offset", "bbox", "bbox-crs", "crs", "datetime", "f", "run",
+                          "parent"})
 FEATURE_PARAMS = frozenset({"crs", "f", "run"})
 #: ``?run=N`` pins the figures to one run, so a figure cited in a report can be fetched again.
 RunPin = Annotated[int | None, Query(
@@ -356,6 +357,10 @@ def items(
     )] = None,
     f: Annotated[str | None, Query(description="Format: json (the only one)")] = None,
     run: RunPin = None,
+    parent: Annotated[str | None, Query(
+        max_length=64, description="Only the features inside this enclosing unit: one "
+        "borough's wards of the London collection (its ONS code)", examples=["E09000012"],
+    )] = None,
 ) -> Response:
     """A page of features as a GeoJSON FeatureCollection, with ``next``/``prev`` links."""
     check_known(request, ITEMS_PARAMS)
@@ -368,7 +373,7 @@ def items(
     when = parse_datetime(datetime_) if datetime_ is not None else None
 
     def tag_for(run_id: int) -> str:
-        return etag(collectionId, run_id, limit, offset, box, when)
+        return etag(collectionId, run_id, limit, offset, box, when, parent)
 
     run_id = store.collection_run(conn, collectionId, run)
     if not_modified(request, tag_for(run_id)):
@@ -383,7 +388,7 @@ def items(
         )
     if in_time:
         page = store.items(conn, collectionId, bbox=box, limit=limit, offset=offset,
-                           run_id=run_id)
+                           run_id=run_id, parent=parent)
         features_json, matched, returned, run_id = (
             page.features_json, page.number_matched, page.number_returned, page.run_id
         )

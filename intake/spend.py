@@ -18,13 +18,16 @@ Two formats, told apart by their header:
   coded: cofog, or a mapped scheme such as rs or cipfa), ``body_name``, ``body_kind``, and where
   it was reported: ``area_set`` + ``area_code``, ``postcode``, ``easting`` + ``northing``
   (EPSG:27700), ``longitude`` + ``latitude``, or ``site_id``; none of them: the whole area of
-  the body. A file that names its columns otherwise is read through ``columns`` (ours -> its
+  the body. ``shares`` (optional) is the body's own estimate of where the line went: a JSON
+  object of area code -> share (stored with the line, for the method hierarchy; codes of
+  ``share_set``). A file that names its columns otherwise is read through ``columns`` (ours -> its
   own: ``amount`` is the column ``2014-15``), and ``constants`` give a value to every row where
   the file has no such column (``body`` = ``gla``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable
@@ -70,7 +73,7 @@ LINES_COLUMNS = ("body", "financial_year", "amount", "function")
 #: Output columns of :func:`read_spend`.
 COLUMNS = ["body", "body_name", "body_kind", "body_code", "financial_year", "line", "function",
            "scheme", "amount_pence", "kind", "area_set", "area_code", "postcode", "easting",
-           "northing", "longitude", "latitude", "site_id", "source_row"]
+           "northing", "longitude", "latitude", "site_id", "shares", "source_row"]
 
 #: Short slugs for bodies whose full names make unwieldy property names.
 BODY_SLUGS = {"greater london authority": "gla"}
@@ -341,6 +344,7 @@ def _read_lines(path: Path, source: str, options: SpendOptions,
                                      "write expenditure or income (income is kept apart, "
                                      "never netted)"))
         located = _location(row, v, options, problems)
+        shares = _shares(row, v.get("shares", ""), problems)
         if len(problems) > bad:
             continue
         out.append({"body": body.strip().lower(), "body_name": _get(v, "body_name") or None,
@@ -348,7 +352,7 @@ def _read_lines(path: Path, source: str, options: SpendOptions,
                     "financial_year": year, "line": _get(v, "line", "description") or function,
                     "function": cofog if scheme == "cofog" else function, "scheme": scheme,
                     "amount_pence": pence, "kind": kind, "source_row": row.line_no,
-                    **located})
+                    "shares": shares, **located})
     if problems:
         raise Rejected(source, problems)
     if not out:
@@ -394,6 +398,33 @@ def _location(row: Row, v: dict[str, str], options: SpendOptions,
     elif kinds == ["site"]:
         out["site_id"] = given["site_id"].strip()
     return out
+
+
+def _shares(row: Row, text: str, problems: list[Problem]) -> dict[str, float] | None:
+    """Agency-supplied shares: a JSON object of area code -> share of the line (0 to 1, adding
+    to at most 1), e.g. ``{"E05009367": 0.25, "E05009368": 0.75}``; None when not given."""
+    if not text or not text.strip():
+        return None
+    fix = ('write a JSON object of area code to share, e.g. {"E05009367": 0.25, '
+           '"E05009368": 0.75}, with shares from 0 to 1 adding to at most 1')
+    try:
+        shares = json.loads(text)
+    except ValueError:
+        problems.append(_problem(row, "shares", text, "not JSON", fix))
+        return None
+    ok = isinstance(shares, dict) and shares and all(
+        isinstance(k, str) and k.strip() and isinstance(v, int | float)
+        and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1
+        for k, v in shares.items())
+    if not ok:
+        problems.append(_problem(row, "shares", text, "not an object of codes to shares "
+                                 "from 0 to 1", fix))
+        return None
+    if sum(shares.values()) > 1 + 1e-9:
+        problems.append(_problem(row, "shares", text, f"the shares add up to "
+                                 f"{sum(shares.values()):g}, more than the whole line", fix))
+        return None
+    return {k.strip(): float(v) for k, v in shares.items()}
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:

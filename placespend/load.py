@@ -170,6 +170,8 @@ class SpendLoadOptions(_Options):
     constants: dict[str, str] = Field(default_factory=dict)
     #: Site set whose ids a ``site_id`` column names.
     site_set: str | None = None
+    #: Boundary set whose codes a ``shares`` column names (agency-supplied shares).
+    share_set: str | None = None
     #: Which of a body's returns for a year the file is: a file supersedes only the same
     #: dataset's earlier file (a body's payments to GP practices never replace its RS return).
     dataset: str = Field("main", pattern=r"^[a-z0-9][a-z0-9_-]*$")
@@ -563,7 +565,8 @@ def load_spend(conn: Connection, upload: Upload, opts: SpendLoadOptions, *,
         batch = registry.save_batch(conn, kind="spend", filename=upload.name, sha256=sha,
                                     rows=len(lines), options=opts.model_dump(mode="json"),
                                     report=report, loaded_by=loaded_by)
-        spend.save_spend_lines(conn, batch, lines, supersedes, content, opts.dataset)
+        spend.save_spend_lines(conn, batch, lines, supersedes, content, opts.dataset,
+                               opts.share_set)
         replaced = sum(1 for c in covered if c["supersedes_batch"] is not None)
         note = (f"; supersedes {replaced} earlier body-year(s) of dataset {opts.dataset!r}"
                 if replaced else "")
@@ -579,7 +582,7 @@ def load_spend(conn: Connection, upload: Upload, opts: SpendLoadOptions, *,
 def _fingerprints(lines: pd.DataFrame) -> dict[tuple[int, str], str]:
     """A hash of each (body id, year)'s lines: what they say, not where they sat in the file."""
     cols = ["line", "cofog_code", "source_code", "amount_pence", "kind", "located_by",
-            "area_set_id", "area_code"]
+            "area_set_id", "area_code", "shares"]
     out = {}
     for (body, year), group in lines.groupby(["body_id", "financial_year"], sort=True):
         text = group[cols].astype(str).sort_values(cols).to_csv(index=False)
@@ -687,9 +690,31 @@ def _resolve(conn: Connection, lines: pd.DataFrame, fmt: str, opts: SpendLoadOpt
             out.iat[i, out.columns.get_loc("located_by")] = "body_area"
             out.iat[i, out.columns.get_loc("area_set_id")] = int(body["area_set_id"])
             out.iat[i, out.columns.get_loc("area_code")] = body["area_code"]
+    _check_shares(conn, lines, opts, problems)
     if problems:
         raise Rejected(source, problems)
     return out
+
+
+def _check_shares(conn: Connection, lines: pd.DataFrame, opts: SpendLoadOptions,
+                  problems: list[Problem]) -> None:
+    """Agency-supplied shares must name units of ``share_set``."""
+    given = lines["shares"].notna()
+    if not given.any():
+        return
+    meta = store_boundaries.find_set(conn, opts.share_set) if opts.share_set else None
+    if meta is None:
+        problems.append(Problem("file", "shares name area codes, but of which set?",
+                                "pass --share-set SET (a loaded boundary set)",
+                                field="share_set", value=opts.share_set))
+        return
+    known = set(store_boundaries.unit_codes(conn, int(meta["id"])))
+    for r in lines.loc[given].itertuples(index=False):
+        unknown = sorted(set(r.shares) - known)
+        if unknown:
+            problems.append(Problem(f"row {r.source_row}", f"no area {unknown[0]} in "
+                                    f"{opts.share_set}", "check the codes of the shares",
+                                    field="shares", value=unknown[0], row=int(r.source_row)))
 
 
 def _points(conn: Connection, lines: pd.DataFrame, opts: SpendLoadOptions) -> dict[int, tuple]:

@@ -7,6 +7,8 @@ so a correction changes the next run, never an earlier one.
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from store.db import Connection
@@ -40,7 +42,8 @@ def body_year_total(conn: Connection, body_id: int, financial_year: str,
 
 def save_spend_lines(conn: Connection, batch_id: int, lines: pd.DataFrame,
                      supersedes: dict[tuple[int, str], int],
-                     content: dict[tuple[int, str], str], dataset: str = "main") -> None:
+                     content: dict[tuple[int, str], str], dataset: str = "main",
+                     share_set: str | None = None) -> None:
     """Insert a batch's lines and the (body, year) pairs it covers.
 
     ``lines``: body_id, financial_year, line, cofog_code, amount_pence, kind, scheme,
@@ -49,7 +52,7 @@ def save_spend_lines(conn: Connection, batch_id: int, lines: pd.DataFrame,
     """
     columns = ("batch_id, body_id, financial_year, line, cofog_code, amount_pence, kind, scheme,"
                " source_code, located_by, area_set_id, area_code, postcode, site_id, geom,"
-               " source_row")
+               " source_row, shares")
 
     def opt(v: object) -> object:
         return None if v is None or (isinstance(v, float) and v != v) else v
@@ -65,6 +68,7 @@ def save_spend_lines(conn: Connection, batch_id: int, lines: pd.DataFrame,
                 int(r.amount_pence), r.kind, r.scheme, opt(r.source_code), r.located_by,
                 None if area_set is None else int(area_set), opt(r.area_code), opt(r.postcode),
                 None if site is None else int(site), geom, int(r.source_row),
+                _shares_json(getattr(r, "shares", None), set_slug=share_set),
             ))
     spend = lines["kind"] == "expenditure"
     scopes = (
@@ -84,6 +88,12 @@ def save_spend_lines(conn: Connection, batch_id: int, lines: pd.DataFrame,
               supersedes.get((int(s.body_id), s.financial_year)))
              for s in scopes.itertuples(index=False)],
         )
+
+
+def _shares_json(shares: object, *, set_slug: str | None) -> str | None:
+    if not isinstance(shares, dict):
+        return None
+    return json.dumps({"set": set_slug, "shares": shares}, sort_keys=True)
 
 
 #: How a spend line is read with its body and reporting area (``l``, ``b``, ``s``).

@@ -298,6 +298,11 @@ def _read_lines(path: Path, source: str, options: SpendOptions,
         if not body:
             problems.append(_problem(row, "body", "", "no body is named",
                                      "give the body's slug (e.g. hackney) in the body column"))
+        elif len(body) > 63:
+            problems.append(_problem(row, "body", body, f"a body's slug is at most 63 "
+                                     f"characters (this one is {len(body)})",
+                                     "shorten it (e.g. ofsted), and give the full name in "
+                                     "body_name"))
         elif not _BODY_SLUG.match(body):
             problems.append(_problem(row, "body", body, "a body's slug may hold only letters, "
                                      "digits and _", f"write it as {body_slug(body)!r}"))

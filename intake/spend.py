@@ -406,8 +406,11 @@ def _location(row: Row, v: dict[str, str], options: SpendOptions,
 
 
 def _shares(row: Row, text: str, problems: list[Problem]) -> dict[str, float] | None:
-    """Agency-supplied shares: a JSON object of area code -> share of the line (0 to 1, adding
-    to at most 1), e.g. ``{"E05009367": 0.25, "E05009368": 0.75}``; None when not given."""
+    """Agency-supplied shares, or None when not given.
+
+    A JSON object of area code -> share of the line (0 to 1, adding to at most 1), e.g.
+    ``{"E05009367": 0.25, "E05009368": 0.75}``.
+    """
     if not text or not text.strip():
         return None
     fix = ('write a JSON object of area code to share, e.g. {"E05009367": 0.25, '

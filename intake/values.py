@@ -303,8 +303,9 @@ def parse_cofog(text: str) -> str:
     """Parse a COFOG code into a division (``09``) or group (``09.1``).
 
     ``9`` becomes ``09`` and ``9.1`` becomes ``09.1``; a class such as ``10.2.0`` is kept at
-    group level (``10.2``); a code followed by its label (``10.2 Old age``) is read as the code. Refuses with :class:`BadValue` a division outside 01-10 (``00``,
-    ``11``), a group the division does not have, and anything that is not a code (``abc``).
+    group level (``10.2``); a code followed by its label (``10.2 Old age``) is read as the
+    code. Refuses with :class:`BadValue` a division outside 01-10 (``00``, ``11``), a group the
+    division does not have, and anything that is not a code (``abc``).
     """
     s = text.strip(_SPACES) if isinstance(text, str) else ""
     if not s:

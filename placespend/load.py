@@ -29,8 +29,8 @@ from typing import Literal
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-from pyproj import CRS
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pyproj import CRS
 
 from boundaries import catalog
 from domain.errors import BadRequest, InputError, Problem, Rejected

@@ -13,9 +13,9 @@ from placespend import load
 from placespend import runs as runs_module
 from placespend.runs import RunRequest, line_spread, make_run, publish
 from store import boundaries as sb
-from store import features, reference, spend
+from store import features, reference
 from store import runs as store_runs
-from store.db import connect
+from store.db import Connection, connect
 from tests import world
 
 
@@ -43,21 +43,23 @@ def world_files(folder: Path) -> dict[str, Path]:
     return out
 
 
+def load_world_sets(conn: Connection, paths: dict[str, Path], cofog: list[str]) -> None:
+    """COFOG codes and the world's zones, wards and borough, through the public load path."""
+    reference.save_cofog(conn, pd.DataFrame({"code": cofog, "description": cofog}))
+    for slug, kind in (("fx-zones", "lsoa"), ("fx-wards", "ward"), ("fx-borough", "borough")):
+        name = slug.removeprefix("fx-")
+        load.load_boundaries(conn, load.Upload(paths[name], f"{name}.geojson"),
+                             load.BoundaryOptions(slug=slug, kind=kind, code_field="code",
+                                                  name_field="name", parent_field="parent_code"))
+
+
 def _load_world(url: str, folder: Path | None = None) -> dict[str, Path]:
     import tempfile
 
     folder = folder or Path(tempfile.mkdtemp(prefix="world-"))
     paths = world_files(folder)
     with connect(url) as conn:
-        reference.save_cofog(conn, pd.DataFrame({
-            "code": ["01", "07", "09", "10"], "description": ["a", "b", "c", "d"]}))
-        for slug, kind in (("fx-zones", "lsoa"), ("fx-wards", "ward"),
-                           ("fx-borough", "borough")):
-            name = slug.removeprefix("fx-")
-            load.load_boundaries(conn, load.Upload(paths[name], f"{name}.geojson"),
-                                 load.BoundaryOptions(slug=slug, kind=kind, code_field="code",
-                                                      name_field="name",
-                                                      parent_field="parent_code"))
+        load_world_sets(conn, paths, cofog=["01", "07", "09", "10"])
         for slug in world.PROXY_VALUES["proxy"].unique():
             load.load_proxy(conn, load.Upload(paths["proxies"], "proxies.csv"),
                             load.ProxyOptions(slug=slug, unit_set="fx-zones", year=2020,

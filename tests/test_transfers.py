@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
@@ -18,22 +17,15 @@ from domain.errors import Rejected
 from placespend import load
 from placespend.runs import RunRequest, make_run, publish
 from placespend.settings import Settings
-from store import features, reference
+from store import features
 from store.db import connect
-from tests.test_run_fixture import world_files
+from tests.test_run_fixture import load_world_sets, world_files
 
 
 def _world_with_two_bodies(url: str, folder: Path) -> RunRequest:
     paths = world_files(folder)
     with connect(url) as conn:
-        reference.save_cofog(conn, pd.DataFrame({"code": ["10"], "description": ["social"]}))
-        for slug, kind in (("fx-zones", "lsoa"), ("fx-wards", "ward"),
-                           ("fx-borough", "borough")):
-            name = slug.removeprefix("fx-")
-            load.load_boundaries(conn, load.Upload(paths[name], f"{name}.geojson"),
-                                 load.BoundaryOptions(slug=slug, kind=kind, code_field="code",
-                                                      name_field="name",
-                                                      parent_field="parent_code"))
+        load_world_sets(conn, paths, cofog=["10"])
         load.load_proxy(conn, load.Upload(paths["proxies"], "proxies.csv"),
                         load.ProxyOptions(slug="residents-all", unit_set="fx-zones", year=2020,
                                           code_field="unit_code", value_field="residents-all"))

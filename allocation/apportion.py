@@ -708,15 +708,41 @@ def line_spread(
 
 
 def choose_proxies(lines: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
-    """The proxy each line is spread by: its row in the proxy table, else the ``*`` row.
+    """The proxy each line is spread by: the most specific row of the proxy table that fits it.
 
-    ``table``: line, proxy (one row must be ``*``). Returns a Series aligned with ``lines``.
+    ``table``: body (optional; ``*`` or missing: any body), line, proxy. A row's ``line`` is a
+    spend line's own name (``Education services``), a COFOG group or division (``09.1``,
+    ``09``), or ``*``. For each line the first row that fits wins, in this order: the body's
+    own rows before the any-body rows; within them the line's name, then its COFOG group
+    (``source_code`` where it is a group), then its division (``cofog_code``), then ``*``.
+    ``lines``: line, and body, cofog_code, source_code where known. The ``*``/``*`` row must
+    exist. Returns a Series aligned with ``lines``.
     """
-    default = table.loc[table["line"] == "*", "proxy"]
-    if len(default) != 1:
+    bodies = (table["body"] if "body" in table else pd.Series("*", index=table.index))
+    rows = dict(zip(zip(bodies.fillna("*").astype(str), table["line"].astype(str)),
+                    table["proxy"].astype(str), strict=True))
+    if ("*", "*") not in rows:
         raise InputError(
-            "the proxy table needs exactly one '*' row (the proxy for every other line)",
-            "add a row: *,residents-all,...",
+            "the proxy table needs a '*' row for every line of every body",
+            "add a row: *,residents-all,... (with body '*' or no body column)",
         )
-    named = dict(zip(table["line"], table["proxy"], strict=True))
-    return lines["line"].map(named).fillna(default.iloc[0])
+    n = len(lines)
+
+    def column(name: str) -> pd.Series:
+        if name in lines:
+            return lines[name].astype(object).where(lines[name].notna(), None)
+        return pd.Series([None] * n, index=lines.index, dtype=object)
+
+    body = column("body")
+    group = column("source_code")
+    group = group.where(group.astype(str).str.fullmatch(r"\d\d\.\d"), None)
+    levels = [column("line"), group, column("cofog_code"),
+              pd.Series(["*"] * n, index=lines.index, dtype=object)]
+    key_of = {f"{b}\x1f{line}": proxy for (b, line), proxy in rows.items()}
+    out = pd.Series([None] * n, index=lines.index, dtype=object)
+    for who in (body, pd.Series(["*"] * n, index=lines.index, dtype=object)):
+        for what in levels:
+            keys = who.astype(str) + "\x1f" + what.astype(str)
+            found = keys.map(key_of).where(who.notna() & what.notna())
+            out = out.where(out.notna(), found)
+    return out

@@ -51,8 +51,10 @@ def read_cofog(path: Path) -> pandas.DataFrame:
 def read_proxy_table(path: Path, *, source: str | None = None) -> pandas.DataFrame:
     """Read a proxy table: ``line, proxy, rationale``, the proxy that spreads each spend line.
 
-    Columns: line, proxy, rationale, row (its line in the file). Exactly one row must have line
-    ``*`` (the proxy for every line not listed). Every row at
+    Columns: body (``*`` where the file has no body column: any body), line, proxy, rationale,
+    row (its line in the file). A row's ``line`` is a spend line's name, a COFOG group or
+    division, or ``*`` (see :func:`allocation.apportion.choose_proxies`). Exactly one row must
+    be ``*`` for any body and any line. Every row at
     fault (a repeated or blank line, a missing proxy or rationale) is named in one
     :class:`~domain.errors.Rejected`. Whether the lines and proxies exist is checked by the run
     that uses the table.
@@ -66,13 +68,15 @@ def read_proxy_table(path: Path, *, source: str | None = None) -> pandas.DataFra
     for row in read_rows(path, columns, source=source, problems=problems):
         v = row.values
         where = f"row {row.line_no}"
+        body = (v.get("body") or "*").strip().lower()
+        key = (body, v["line"])
         if not v["line"]:
             problems.append(Problem(where, "no line named", "name the spend line, or '*' for "
                                     "all others", field="line", value="", row=row.line_no))
-        elif v["line"] in seen:
-            problems.append(Problem(where, f"line appears twice (first on row {seen[v['line']]})",
-                                    "keep one row per line", field="line", value=v["line"],
-                                    row=row.line_no))
+        elif key in seen:
+            problems.append(Problem(where, f"line appears twice for body {body} (first on row "
+                                    f"{seen[key]})", "keep one row per body and line",
+                                    field="line", value=v["line"], row=row.line_no))
         elif not v["proxy"]:
             problems.append(Problem(where, "no proxy", "name a proxy slug, e.g. residents-all",
                                     field="proxy", value="", row=row.line_no))
@@ -80,13 +84,13 @@ def read_proxy_table(path: Path, *, source: str | None = None) -> pandas.DataFra
             problems.append(Problem(where, "no rationale", "explain in one sentence why that "
                                     "proxy fits", field="rationale", value="", row=row.line_no))
         else:
-            seen[v["line"]] = row.line_no
-            rows.append({**{c: v[c] for c in columns}, "row": str(row.line_no)})
-    if not problems and "*" not in seen:
+            seen[key] = row.line_no
+            rows.append({"body": body, **{c: v[c] for c in columns}, "row": str(row.line_no)})
+    if not problems and ("*", "*") not in seen:
         problems.append(Problem("file", "there is no '*' row", "add one row with line '*' "
                                 "giving the proxy for every line not listed", field="line"))
     if problems:
         raise Rejected(source, problems)
-    out = pandas.DataFrame(rows, columns=[*columns, "row"]).astype(str)
+    out = pandas.DataFrame(rows, columns=["body", *columns, "row"]).astype(str)
     out["row"] = out["row"].astype(int)
     return out

@@ -225,20 +225,36 @@ def _inputs(conn: Connection, request: RunRequest, step: Step,
 
 
 def _check_table_lines(table: pd.DataFrame, lines: pd.DataFrame, request: RunRequest) -> None:
-    """Refuse a proxy table naming a line the year does not have (a typo would fall to ``*``)."""
-    known = set(lines["line"])
-    named = table.loc[table["line"] != "*"]
-    bad = named.loc[~named["line"].isin(known)]
-    if bad.empty:
-        return
-    close = {r.line: difflib.get_close_matches(r.line, sorted(known), n=1)
-             for r in bad.itertuples()}
-    raise Rejected(request.proxy_table.name, [
-        Problem(f"row {r.row}", f"no {request.financial_year} spend line is called this",
-                (f"did you mean {close[r.line][0]!r}? " if close[r.line] else "")
-                + "name a line exactly as loaded, or '*' for every other line",
-                field="line", value=r.line, row=int(r.row))
-        for r in bad.itertuples()])
+    """Refuse a proxy table row that fits no line of the year (a typo would fall to ``*``).
+
+    A row names a body (or ``*``) and a line's name, COFOG group or division (or ``*``).
+    """
+    problems = []
+    for r in table.itertuples():
+        mine = lines if r.body == "*" else lines.loc[lines["body"] == r.body]
+        if r.body != "*" and mine.empty:
+            close = difflib.get_close_matches(r.body, sorted(set(lines["body"])), n=1)
+            problems.append(Problem(
+                f"row {r.row}", f"no {request.financial_year} spend line is from this body",
+                (f"did you mean {close[0]!r}? " if close else "")
+                + "name a body by its slug, or '*' for every body",
+                field="body", value=r.body, row=int(r.row)))
+            continue
+        if r.line == "*":
+            continue
+        names = set(mine["line"]) | set(mine["cofog_code"].astype(str))
+        if "source_code" in mine:
+            names |= set(mine["source_code"].dropna().astype(str))
+        if r.line not in names:
+            close = difflib.get_close_matches(r.line, sorted(set(mine["line"])), n=1)
+            problems.append(Problem(
+                f"row {r.row}", f"no {request.financial_year} spend line"
+                + ("" if r.body == "*" else f" of {r.body}") + " is called this or has this "
+                "COFOG code", (f"did you mean {close[0]!r}? " if close else "")
+                + "name a line exactly as loaded, a COFOG group or division, or '*'",
+                field="line", value=r.line, row=int(r.row)))
+    if problems:
+        raise Rejected(request.proxy_table.name, problems)
 
 
 def make_run(conn: Connection, request: RunRequest, step: Step = quiet,
@@ -271,7 +287,7 @@ def make_run(conn: Connection, request: RunRequest, step: Step = quiet,
             "financial_year": request.financial_year,
             "zone_set": request.zone_set,
             "cut_set": request.cut_set,
-            "proxy_table": table[["line", "proxy"]].to_dict(orient="records"),
+            "proxy_table": table[["body", "line", "proxy"]].to_dict(orient="records"),
             "bodies": bodies,
         }
         a = result.apportionment

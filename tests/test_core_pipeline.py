@@ -104,6 +104,31 @@ def test_choose_proxies_uses_the_star_row_for_unnamed_lines() -> None:
     assert choose_proxies(lines, table).tolist() == ["residents-0-15", "residents-all"]
 
 
+def test_the_most_specific_proxy_table_row_wins() -> None:
+    """A body's own rows beat the any-body rows; a line's name beats its group, its division."""
+    table = pd.DataFrame({
+        "body": ["*", "*", "*", "gla", "gla", "hackney"],
+        "line": ["*", "Education services", "10", "*", "09", "10.2"],
+        "proxy": ["all", "kids", "old", "gla-all", "gla-edu", "hackney-old-age"],
+    })
+    lines = pd.DataFrame({
+        "body": ["hackney", "gla", "gla", "hackney", "hackney", "camden"],
+        "line": ["Education services", "Education services", "Police services",
+                 "Adult Social Care", "Children Social Care", "Adult Social Care"],
+        "cofog_code": ["09", "09", "03", "10", "10", "10"],
+        "source_code": ["Education services", "Education services", "Police services",
+                        "10.2", "10.4", "10.2"],
+    })
+    assert choose_proxies(lines, table).tolist() == [
+        "kids",             # hackney has no row of its own for it: the any-body line name
+        "gla-edu",          # the GLA's own division row beats the any-body line name
+        "gla-all",          # the GLA's own '*' beats the any-body '*'
+        "hackney-old-age",  # hackney's own group row
+        "old",              # 10.4 is not hackney's 10.2: the any-body division row
+        "old",              # camden has no rows: the any-body division row
+    ]
+
+
 def test_gap_atoms_cover_what_no_zone_covers() -> None:
     zones = world.zones().iloc[[0]]  # only Z1: the rest of W1 and all of W2 are gaps
     atoms = build_atoms(zones, world.wards())

@@ -231,6 +231,27 @@ def test_a_proxy_table_naming_no_real_line_is_refused(world_db, tmp_path: Path) 
         assert conn.execute("SELECT count(*) AS n FROM run").fetchone()["n"] == 0
 
 
+def test_a_proxy_table_row_for_one_body(world_db, tmp_path: Path) -> None:
+    """Rows keyed by body and function: the council's own 'B' row beats the any-body one."""
+    url, request = world_db
+    table = tmp_path / "by-body.csv"
+    table.write_text("body,line,proxy,rationale\n*,B,residents-0-15,children\n"
+                     "council,B,residents-all,everyone for this council\n"
+                     "*,*,residents-all,everyone\n")
+    with connect(url) as conn:
+        run = make_run(conn, RunRequest(**{**request.__dict__, "proxy_table": table}))
+        lines = store_runs.run_lines(conn, run.run_id)
+    assert lines.set_index("line").loc["B", "proxy"] == "residents-all"
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("body,line,proxy,rationale\ncouncill,*,residents-0-15,typo\n"
+                       "*,*,residents-all,everyone\n")
+    with connect(url) as conn, pytest.raises(Rejected) as err:
+        make_run(conn, RunRequest(**{**request.__dict__, "proxy_table": unknown}))
+    problem = err.value.problems[0]
+    assert (problem.row, problem.field, problem.value) == (2, "body", "councill")
+    assert "did you mean 'council'" in problem.fix
+
+
 def test_year_without_lines_is_a_clear_error(world_db) -> None:
     url, request = world_db
     with connect(url) as conn, pytest.raises(InputError, match="no spend lines"):

@@ -3,7 +3,8 @@
 For each target unit (ward): ``code``, ``name``, ``population`` (all residents, rounded),
 ``total`` and ``total_pence`` (all bodies), ``per_head`` (total / population), ``cofog_01`` ...
 ``cofog_10`` (pounds per COFOG division), ``body_<slug>`` (pounds per body) and
-``share_direct`` / ``share_proxy`` / ``share_area`` (fractions of the total by method).
+``share_direct`` / ``share_agency_estimate`` / ``share_proxy`` / ``share_area`` /
+``share_best_fit`` (fractions of the total by method, adding to exactly 1).
 Amounts are summed in whole pence and only turned into pounds (2 dp) at the end.
 """
 
@@ -15,7 +16,8 @@ import pandas as pd
 from allocation.money import IdLookup, group_sum
 
 COFOG_DIVISIONS = tuple(f"{i:02d}" for i in range(1, 11))
-SHARE_METHODS = ("direct", "proxy", "area")
+#: Every method a figure can be made by, strongest evidence first (docs/methods.md section 2).
+SHARE_METHODS = ("direct", "agency_estimate", "proxy", "area", "best_fit")
 _DESCRIPTIONS = {
     "code": "Area code (GSS code for wards); also the feature id",
     "name": "Area name",
@@ -122,12 +124,30 @@ def feature_properties(
         columns[f"cofog_{division}"] = divisions[:, i] / 100
     for i, body in enumerate(bodies):
         columns[f"body_{body}"] = per_body[:, i] / 100
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for i, method in enumerate(SHARE_METHODS):
-            share = np.where(total != 0, per_method[:, i] / total, 0.0)
-            columns[f"share_{method}"] = np.round(share, 6)
+    for i, method in enumerate(SHARE_METHODS):
+        columns[f"share_{method}"] = method_shares(per_method, total)[:, i]
     out = pd.DataFrame(columns)
     return out
+
+
+def method_shares(per_method: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """Each row's fraction of its total by method, to 6 dp, adding to exactly 1.
+
+    Rounding each share on its own could leave the row a millionth off 1; the rounding residue
+    goes to the row's largest share. A row with nothing placed (total 0) is all area: the
+    weakest evidence, since nothing says where it went.
+    """
+    per_method = np.asarray(per_method, dtype=np.float64).reshape(len(total), -1)
+    total = np.asarray(total, dtype=np.float64)
+    safe = np.where(total != 0, total, 1.0)
+    share = np.round(per_method / safe[:, None], 6)
+    empty = total == 0
+    share[empty] = 0.0
+    share[empty, SHARE_METHODS.index("area")] = 1.0
+    biggest = np.argmax(np.abs(share), axis=1)
+    rows = np.arange(len(total))
+    share[rows, biggest] = np.round(share[rows, biggest] + (1.0 - share.sum(axis=1)), 6)
+    return share
 
 
 def budget(
@@ -160,7 +180,7 @@ def budget(
         "by_body_pence": pence_by(0),
         "by_function_pence": pence_by(1),
         "by_method_pence": by_method,
-        "method_shares": {
-            m: (round(by_method.get(m, 0) / total, 6) if total else 0.0) for m in SHARE_METHODS
-        },
+        "method_shares": dict(zip(SHARE_METHODS, method_shares(
+            np.array([[by_method.get(m, 0) for m in SHARE_METHODS]]),
+            np.array([total]))[0].tolist(), strict=True)),
     }

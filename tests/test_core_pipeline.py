@@ -12,6 +12,7 @@ from shapely.geometry import box
 from allocation import pipeline
 from allocation.apportion import choose_proxies, line_spread
 from allocation.crosswalk import target_values
+from allocation.summary import SHARE_METHODS, method_shares
 from geo.atoms import build_atoms
 from geo.crosswalk import build_crosswalk, nested_crosswalk
 from tests import world
@@ -262,3 +263,14 @@ def test_random_layouts_conserve_every_penny_and_match_the_reference(layout) -> 
         inside = int(pub.target_alloc["amount_pence"].sum())
         assert inside + pub.outside_pence == run.report.allocated_pence
         assert int(pub.features["total_pence"].sum()) == inside
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(-10**9, 10**9), min_size=5, max_size=5), min_size=1,
+                max_size=20))
+def test_method_shares_always_add_to_one(rows) -> None:
+    per_method = np.array(rows, dtype=np.int64)
+    shares = method_shares(per_method, per_method.sum(axis=1))
+    assert (np.round(shares.sum(axis=1), 6) == 1.0).all()
+    nothing = per_method.sum(axis=1) == 0
+    assert (shares[nothing, SHARE_METHODS.index("area")] == 1.0).all()

@@ -114,7 +114,8 @@ def test_per_head_differs_between_wards(conn: Connection, demo: RunResult) -> No
     edu_share = [f["cofog_09"] / f["total"] for f in hackney]
     assert max(edu_share) - min(edu_share) > 0.05
     for f in hackney:
-        assert abs(f["share_proxy"] + f["share_direct"] + f["share_area"] - 1) < 1e-5
+        assert round(sum(f[f"share_{m}"] for m in ("direct", "agency_estimate", "proxy",
+                                                   "area", "best_fit")), 6) == 1.0
         parts = sum(f[f"cofog_{d:02d}"] for d in range(1, 11))
         assert round(parts * 100) == f["total_pence"]
 

@@ -25,7 +25,14 @@ _DESCRIPTIONS = {
     "total": "All apportioned spend in the area, pounds (2 dp)",
     "total_pence": "All apportioned spend in the area, exact whole pence (a whole number)",
     "per_head": "total / population, pounds (2 dp); null where the population is 0",
+    "confidence": "A to E, from how the figure was made: A at least 75% placed by what the "
+                  "bodies said about the place (direct or their own estimates), B at least 50%, "
+                  "C at least 25%, D mostly spread by a population proxy, E mostly by land area "
+                  "or whole-area best fit (docs/methods.md)",
 }
+
+#: Confidence grades from the evidence share (direct + agency estimate), strongest first.
+GRADES = (("A", 0.75), ("B", 0.5), ("C", 0.25))
 
 
 def property_schema(
@@ -124,8 +131,10 @@ def feature_properties(
         columns[f"cofog_{division}"] = divisions[:, i] / 100
     for i, body in enumerate(bodies):
         columns[f"body_{body}"] = per_body[:, i] / 100
+    shares = method_shares(per_method, total)
     for i, method in enumerate(SHARE_METHODS):
-        columns[f"share_{method}"] = method_shares(per_method, total)[:, i]
+        columns[f"share_{method}"] = shares[:, i]
+    columns["confidence"] = confidence(shares)
     out = pd.DataFrame(columns)
     return out
 
@@ -150,6 +159,25 @@ def method_shares(per_method: np.ndarray, total: np.ndarray) -> np.ndarray:
     return share
 
 
+def confidence(shares: np.ndarray) -> np.ndarray:
+    """A grade per row of :func:`method_shares`: how much of the figure rests on evidence.
+
+    The evidence share is what was placed directly or by the body's own estimate. A, B and C
+    need at least 75 %, 50 % and 25 % of it; below that the figure is an estimate: D when the
+    population proxy placed more than land area and best fit together, else E. Shares are taken
+    as magnitudes (a negative line's share counts for its size).
+    """
+    share = np.abs(np.asarray(shares, dtype=np.float64))
+    weight = share.sum(axis=1)
+    share = share / np.where(weight > 0, weight, 1.0)[:, None]
+    col = {m: share[:, i] for i, m in enumerate(SHARE_METHODS)}
+    evidence = col["direct"] + col["agency_estimate"]
+    grade = np.where(col["proxy"] > col["area"] + col["best_fit"], "D", "E").astype(object)
+    for letter, floor in reversed(GRADES):
+        grade = np.where(evidence >= floor - 1e-9, letter, grade)
+    return grade
+
+
 def budget(
     target_alloc: pd.DataFrame, slices: pd.DataFrame, population: float
 ) -> dict[str, object]:
@@ -172,6 +200,8 @@ def budget(
         return {k: v for k, v in sorted(out.items()) if v}
 
     by_method = pence_by(2)
+    shares = method_shares(np.array([[by_method.get(m, 0) for m in SHARE_METHODS]]),
+                           np.array([total]))
     return {
         "total_pence": total,
         "total": total / 100,
@@ -180,7 +210,6 @@ def budget(
         "by_body_pence": pence_by(0),
         "by_function_pence": pence_by(1),
         "by_method_pence": by_method,
-        "method_shares": dict(zip(SHARE_METHODS, method_shares(
-            np.array([[by_method.get(m, 0) for m in SHARE_METHODS]]),
-            np.array([total]))[0].tolist(), strict=True)),
+        "method_shares": dict(zip(SHARE_METHODS, shares[0].tolist(), strict=True)),
+        "confidence": str(confidence(shares)[0]),
     }

@@ -31,7 +31,7 @@ PROPERTIES = (
     ["code", "name", "population", "total", "total_pence", "per_head"]
     + [f"cofog_{i:02d}" for i in range(1, 11)]
     + ["body_hackney", "body_gla", "share_direct", "share_agency_estimate", "share_proxy",
-       "share_area", "share_best_fit"]
+       "share_area", "share_best_fit", "confidence"]
 )
 
 

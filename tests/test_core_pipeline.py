@@ -12,7 +12,7 @@ from shapely.geometry import box
 from allocation import pipeline
 from allocation.apportion import choose_proxies, line_spread
 from allocation.crosswalk import target_values
-from allocation.summary import SHARE_METHODS, method_shares
+from allocation.summary import SHARE_METHODS, confidence, method_shares
 from geo.atoms import build_atoms
 from geo.crosswalk import build_crosswalk, nested_crosswalk
 from tests import world
@@ -274,3 +274,14 @@ def test_method_shares_always_add_to_one(rows) -> None:
     assert (np.round(shares.sum(axis=1), 6) == 1.0).all()
     nothing = per_method.sum(axis=1) == 0
     assert (shares[nothing, SHARE_METHODS.index("area")] == 1.0).all()
+
+
+def test_confidence_grades_follow_the_evidence_share() -> None:
+    # direct, agency_estimate, proxy, area, best_fit
+    shares = np.array([[0.8, 0.0, 0.2, 0.0, 0.0],   # A: 80 % said by the body
+                       [0.3, 0.3, 0.4, 0.0, 0.0],   # B: 60 %
+                       [0.0, 0.25, 0.75, 0.0, 0.0],  # C: exactly 25 %
+                       [0.0, 0.0, 1.0, 0.0, 0.0],   # D: all proxy (today's demo)
+                       [0.1, 0.0, 0.3, 0.6, 0.0],   # E: mostly land area
+                       [0.0, 0.0, 0.0, 0.0, 0.0]])  # nothing at all: E
+    assert confidence(shares).tolist() == ["A", "B", "C", "D", "E", "E"]

@@ -251,6 +251,7 @@ def test_map_renders_offline_in_chromium(server: str, tmp_path: Path) -> None:
                 "Hackney:",
                 "Greater London Authority:",
                 "Population proxy:",
+                "Confidence D: an estimate, mostly spread by a population proxy",
                 "%",
             ):
                 assert expected in text, f"{expected!r} missing from the popup:\n{text}"

@@ -47,8 +47,17 @@ SIMPLIFY_M = 5.0
 #: Fill for wards without a per-head figure (no residents).
 NO_DATA_COLOUR = "#bdbdbd"
 #: How the allocation methods read in a popup; unknown methods show their own name.
+#: What each confidence grade tells a reader (allocation.summary.confidence makes them).
+CONFIDENCE_LABELS = {
+    "A": "A: at least three quarters placed by what the bodies said about the place",
+    "B": "B: at least half placed by what the bodies said about the place",
+    "C": "C: at least a quarter placed by what the bodies said about the place",
+    "D": "D: an estimate, mostly spread by a population proxy",
+    "E": "E: a rough estimate, mostly spread by land area",
+}
+
 METHOD_LABELS = {
-    "direct": "Reported by ward (direct)",
+    "direct": "Reported for the place (direct)",
     "agency_estimate": "Agency estimate",
     "proxy": "Population proxy",
     "area": "Area share",
@@ -220,6 +229,7 @@ path.leaflet-interactive:focus { outline: none; }
 .ps-popup td.ps-num { text-align: right; white-space: nowrap; padding-left: 10px; }
 .ps-popup tr.ps-hd td { color: #777; font-size: 11px; }
 .ps-popup .ps-foot { color: #777; font-size: 11px; margin: 6px 0 0; }
+.ps-popup .ps-conf { font-weight: 600; margin: 6px 0 0; }
 </style>
 """
 
@@ -267,7 +277,7 @@ function placespendPopup(p) {
     });
     methods.forEach(function (m) {
         var v = p["share_" + m];
-        if (v === undefined || v === null) { return; }
+        if (v === undefined || v === null || v === 0) { return; }
         shares.push("<tr><td>" + e(L_.methods[m] || m) + ":</td><td class='ps-num'>" +
             (100 * v).toFixed(1) + "%%</td></tr>");
     });
@@ -281,6 +291,8 @@ function placespendPopup(p) {
         section("By public body", bodies) +
         (shares.length ? "<h4>How it was apportioned</h4><table>" + shares.join("") +
             "</table>" : "") +
+        (p.confidence ? "<p class='ps-conf'>Confidence " +
+            e(L_.confidence[p.confidence] || p.confidence) + "</p>" : "") +
         "<p class='ps-foot'>" + e(L_.foot) + "</p></div>";
 }
 </script>
@@ -391,6 +403,7 @@ def map_page(
         "divisions": reference.cofog_divisions(conn),
         "bodies": body_names,
         "methods": METHOD_LABELS,
+        "confidence": CONFIDENCE_LABELS,
         "foot": f"{meta['id']}, run {meta['run_id']}. Net current expenditure in pounds; "
         "per head = total / residents. Divisions with no spend are not listed.",
     }

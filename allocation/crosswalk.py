@@ -281,3 +281,30 @@ def target_values(atom_values: pd.DataFrame, crosswalk: pd.DataFrame) -> pd.Data
     ]) if values.shape[1] else np.zeros((len(targets), 0))
     return pd.DataFrame(out, index=pd.Index(np.asarray(targets, dtype=object),
                                             name="target_code"), columns=atom_values.columns)
+
+
+def unit_crosswalk(atoms: pd.DataFrame, crosswalk: pd.DataFrame, basis: pd.Series) -> pd.DataFrame:
+    """From each unit of the set the atoms were cut by, the share of it in each target unit.
+
+    ``atoms``: atom_id, cut_code (the source unit each atom lies in); ``crosswalk``: atom_id,
+    target_code, weight (an atom's fraction in each target); ``basis``: a quantity per atom
+    (indexed by atom_id): residents for a population crosswalk, area for an area one. The
+    weight of (source S, target T) is the basis in the atoms of S that lie in T, over the basis
+    in all of S: ``w(S, T) = sum over atoms a of S of basis(a) * xw(a, T) / sum basis(a)``.
+    A source's weights add to 1 where all of it lies in the target set, less where part lies
+    outside it. Returns source_code, target_code, weight, one row per pair with weight > 0,
+    ordered by source and target.
+    """
+    value = basis.reindex(crosswalk["atom_id"].to_numpy()).fillna(0.0).to_numpy(np.float64)
+    source = atoms.set_index("atom_id")["cut_code"].reindex(
+        crosswalk["atom_id"].to_numpy()).to_numpy(dtype=object)
+    pieces = pd.DataFrame({"source_code": source, "target_code": crosswalk["target_code"]
+                           .astype(str).to_numpy(dtype=object),
+                           "value": value * crosswalk["weight"].to_numpy(np.float64)})
+    pair = pieces.groupby(["source_code", "target_code"], sort=True)["value"].sum()
+    whole = pd.Series(basis.reindex(atoms["atom_id"].to_numpy()).fillna(0.0).to_numpy(),
+                      index=atoms["cut_code"].to_numpy()).groupby(level=0).sum()
+    out = pair.reset_index()
+    out["weight"] = out["value"] / whole.reindex(out["source_code"]).to_numpy()
+    out = out.loc[out["weight"] > 0, ["source_code", "target_code", "weight"]]
+    return out.reset_index(drop=True)

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from api import errors
-from api.routers import features, map_page, neighbourhoods, runs, uploads
+from api.routers import crosswalks, features, map_page, neighbourhoods, runs, uploads
 from placespend import __version__
 from placespend.settings import Settings
 from store.db import open_pool
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(runs.router)
     app.include_router(neighbourhoods.router)
     app.include_router(uploads.router)
+    app.include_router(crosswalks.router)
     app.include_router(map_page.router)
     map_page.mount_static(app)
     return app

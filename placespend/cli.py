@@ -97,6 +97,24 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_crosswalk(args: argparse.Namespace, settings: Settings) -> int:
+    """Write each source unit's share in each target unit as CSV (stdout or --out)."""
+    from placespend.runs import unit_crosswalk
+    from store.db import connect
+
+    with connect(_database_url(settings)) as conn:
+        weights = unit_crosswalk(conn, args.source, args.target, basis=args.basis,
+                                 zone_set=args.zones, step=step)
+    text = weights.assign(weight=weights["weight"].round(9), basis=args.basis).to_csv(
+        index=False)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        console.print(f"{len(weights):,} pairs written to {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     """Create, revoke or list the API keys that writes over HTTP need."""
     from placespend import keys
@@ -371,6 +389,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="boundary set to publish through (repeatable; default: every set "
                      "the run is already published to)")
     pub.set_defaults(func=cmd_publish)
+
+    cross = sub.add_parser("crosswalk", help="each unit of one boundary set split over the "
+                           "units of another, by residents or area, as CSV")
+    cross.add_argument("source", help="the set to re-express, e.g. hackney-wards-2013")
+    cross.add_argument("target", help="the set to express it on, e.g. hackney-wards-2014")
+    cross.add_argument("--basis", choices=["population", "area"], default="population")
+    cross.add_argument("--zones", default="london-lsoa-2011",
+                       help="the small areas cut by the source units (default: %(default)s)")
+    cross.add_argument("--out", help="write the CSV here (default: standard output)")
+    cross.set_defaults(func=cmd_crosswalk)
 
     keys = sub.add_parser("keys", help="API keys for writes over HTTP (uploads)")
     keys.add_argument("action", choices=["create", "revoke", "list"])

@@ -29,10 +29,11 @@ import pandas as pd
 from allocation import pipeline
 from allocation.apportion import AT_POINT, atom_proxy_values, choose_proxies
 from allocation.apportion import line_spread as spread_one_line
+from allocation.crosswalk import unit_crosswalk as crosswalk_of_units
 from allocation.summary import property_schema
 from allocation.transfers import count_once, net_of_transfers, passed_on_reason
 from boundaries import catalog
-from domain.errors import InputError, NotFound, Problem, Rejected
+from domain.errors import BadRequest, InputError, NotFound, Problem, Rejected
 from domain.version import ALGORITHM_VERSION
 from geo.atoms import build_atoms
 from geo.crosswalk import build_crosswalk_via_cuts, nested_crosswalk
@@ -414,6 +415,32 @@ def publish(
     with conn.transaction():
         runs.lock_runs(conn)
         return runs.point_collections(conn, run_id, ids)
+
+
+def unit_crosswalk(conn: Connection, source_set: str, target_set: str, *,
+                   basis: str = "population", zone_set: str = "london-lsoa-2011",
+                   step: Step = quiet) -> pd.DataFrame:
+    """Each source unit's share in each target unit, by residents or by area.
+
+    Source units are cut into atoms with ``zone_set`` (stored, reused) and the atoms crossed
+    to ``target_set`` (exact three-way pieces where the sets do not nest). Returns
+    source_code, target_code, weight (see :func:`allocation.crosswalk.unit_crosswalk`).
+    """
+    if basis not in ("population", "area"):
+        raise BadRequest(f"no crosswalk basis {basis!r}", "use population or area")
+    atom_set_id = ensure_atoms(conn, zone_set, source_set, step)
+    atoms = store_atoms.read_atoms(conn, atom_set_id)
+    weights = ensure_crosswalk(conn, atom_set_id, target_set, step)
+    if basis == "area":
+        values = atoms.set_index("atom_id")["area_m2"]
+    else:
+        zone_set_id = store_atoms.get_atom_set(conn, atom_set_id)["zone_set_id"]
+        per_atom = atom_proxy_values(atoms, reference.proxy_values(conn, zone_set_id))
+        if RESIDENTS not in per_atom:
+            raise InputError(f"proxy {RESIDENTS} is not loaded on {zone_set}",
+                             "load it, or use basis area")
+        values = per_atom[RESIDENTS]
+    return crosswalk_of_units(atoms, weights, values)
 
 
 def line_spread(conn: Connection, run_id: int, line_id: int) -> pd.DataFrame:

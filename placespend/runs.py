@@ -208,7 +208,7 @@ def _inputs(conn: Connection, request: RunRequest, step: Step,
             "load them first (`placespend load`), or choose a year that has lines",
         )
     table = read_proxy_table(request.proxy_table)
-    _check_table_lines(table, lines, request)
+    _check_table_lines(table, lines, request, spend.known_names(conn))
     lines["proxy"] = choose_proxies(lines, table).to_numpy()
     atom_set_id = ensure_atoms(conn, request.zone_set, request.cut_set, step, client)
     atoms = store_atoms.read_atoms(conn, atom_set_id)
@@ -225,35 +225,35 @@ def _inputs(conn: Connection, request: RunRequest, step: Step,
     return _Gathered(inputs, atom_set_id, table, flows)
 
 
-def _check_table_lines(table: pd.DataFrame, lines: pd.DataFrame, request: RunRequest) -> None:
-    """Refuse a proxy table row that fits no line of the year (a typo would fall to ``*``).
+def _check_table_lines(table: pd.DataFrame, lines: pd.DataFrame, request: RunRequest,
+                       known: dict[str, set[str]]) -> None:
+    """Refuse a proxy table row that names nothing loaded (a typo would fall to ``*``).
 
-    A row names a body (or ``*``) and a line's name, COFOG group or division (or ``*``).
+    A row names a body (or ``*``) and a line's name, COFOG group or division (or ``*``). It
+    must name a loaded body and a name some loaded line (or mapped code, or COFOG code) has:
+    a general table, such as the default one, may name lines a given year does not have.
+    ``known``: "bodies" and "names" loaded (:func:`store.spend.known_names`).
     """
     problems = []
     for r in table.itertuples():
-        mine = lines if r.body == "*" else lines.loc[lines["body"] == r.body]
-        if r.body != "*" and mine.empty:
-            close = difflib.get_close_matches(r.body, sorted(set(lines["body"])), n=1)
+        if r.body != "*" and r.body not in known["bodies"]:
+            close = difflib.get_close_matches(r.body, sorted(known["bodies"]), n=1)
             problems.append(Problem(
-                f"row {r.row}", f"no {request.financial_year} spend line is from this body",
+                f"row {r.row}", "no body of this name is loaded",
                 (f"did you mean {close[0]!r}? " if close else "")
                 + "name a body by its slug, or '*' for every body",
                 field="body", value=r.body, row=int(r.row)))
             continue
-        if r.line == "*":
+        if r.line == "*" or r.line in known["names"]:
             continue
-        names = set(mine["line"]) | set(mine["cofog_code"].astype(str))
-        if "source_code" in mine:
-            names |= set(mine["source_code"].dropna().astype(str))
-        if r.line not in names:
-            close = difflib.get_close_matches(r.line, sorted(set(mine["line"])), n=1)
-            problems.append(Problem(
-                f"row {r.row}", f"no {request.financial_year} spend line"
-                + ("" if r.body == "*" else f" of {r.body}") + " is called this or has this "
-                "COFOG code", (f"did you mean {close[0]!r}? " if close else "")
-                + "name a line exactly as loaded, a COFOG group or division, or '*'",
-                field="line", value=r.line, row=int(r.row)))
+        here = set(lines["line"]) if r.body == "*" else set(
+            lines.loc[lines["body"] == r.body, "line"])
+        close = difflib.get_close_matches(r.line, sorted(here or known["names"]), n=1)
+        problems.append(Problem(
+            f"row {r.row}", "no loaded spend line is called this or has this COFOG code",
+            (f"did you mean {close[0]!r}? " if close else "")
+            + "name a line exactly as loaded, a COFOG group or division, or '*'",
+            field="line", value=r.line, row=int(r.row)))
     if problems:
         raise Rejected(request.proxy_table.name, problems)
 

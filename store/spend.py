@@ -163,3 +163,13 @@ def sites_by_code(conn: Connection, set_slug: str) -> dict[str, tuple[int, float
         " LIMIT 1)", (set_slug,),
     ).fetchall()
     return {r["site_code"]: (int(r["id"]), float(r["x"]), float(r["y"])) for r in rows}
+
+
+def known_names(conn: Connection) -> dict[str, set[str]]:
+    """What a proxy table may name: loaded bodies, and line names, mapped codes, COFOG codes."""
+    bodies = {r["slug"] for r in conn.execute("SELECT slug FROM body")}
+    names = {r["n"] for r in conn.execute(
+        "SELECT DISTINCT line AS n FROM spend_line UNION SELECT source_code FROM function_map"
+        " UNION SELECT code FROM cofog_function UNION SELECT DISTINCT source_code"
+        " FROM spend_line WHERE source_code IS NOT NULL")}
+    return {"bodies": bodies, "names": names}

@@ -229,6 +229,12 @@ def test_a_proxy_table_naming_no_real_line_is_refused(world_db, tmp_path: Path) 
     assert "did you mean 'D'" in problem.fix
     with connect(url) as conn:
         assert conn.execute("SELECT count(*) AS n FROM run").fetchone()["n"] == 0
+    # a general table may name lines a year does not have, as long as they are loaded lines
+    general = tmp_path / "general.csv"
+    general.write_text("line,proxy,rationale\nB,residents-0-15,children\n"
+                       "*,residents-all,everyone\n")
+    with connect(url) as conn:
+        assert make_run(conn, RunRequest(**{**request.__dict__, "proxy_table": general}))
 
 
 def test_a_proxy_table_row_for_one_body(world_db, tmp_path: Path) -> None:

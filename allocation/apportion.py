@@ -73,6 +73,9 @@ COMPACT_CELLS = 1 << 18
 #: The "area set" of lines reported at a point (a site, a postcode, coordinates): its codes
 #: are atom ids, each line's code the atom its point falls in. Such lines are placed directly.
 AT_POINT = "@point"
+#: Prefix of the "area set" of a line's part placed by the body's own shares over a set's
+#: units (``estimate@hackney-wards-2014``): its atoms are that set's, its method the estimate.
+ESTIMATE_PREFIX = "estimate@"
 _NO_ATOMS, _NO_LAND, _OK = 0, 1, 2
 #: The dtype pandas gives a column of Python strings.
 _TEXT = pd.Series(np.array(["text"], dtype=object)).dtype
@@ -312,7 +315,9 @@ def _plan(
     direct = groups["area_set"].isin([cut_set, AT_POINT]).to_numpy()
     groups["status"] = status
     groups["by_proxy"] = by_proxy
-    groups["method"] = np.where(direct, "direct", np.where(by_proxy, "proxy", "area"))
+    estimate = groups["area_set"].astype(str).str.startswith(ESTIMATE_PREFIX).to_numpy()
+    groups["method"] = np.where(direct, "direct", np.where(
+        estimate, "agency_estimate", np.where(by_proxy, "proxy", "area")))
     return _Plan(line_group, groups, row_group, row_atom, row_pos, atom_ids, before, after)
 
 

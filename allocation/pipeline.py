@@ -15,10 +15,11 @@ Geometry (atoms, crosswalks) is made beforehand by ``geo``; nothing here touches
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from allocation import estimates
 from allocation.apportion import Apportionment, apportion, atom_proxy_values
 from allocation.conservation import LINE_COLUMNS, ConservationReport, TargetOutcome
 from allocation.crosswalk import coded, target_values, text_targets, to_targets
@@ -82,13 +83,21 @@ class Publication:
 
 
 def compute(inputs: Inputs) -> Run:
-    """Apportion every line to atoms; the report accounts for every line's pence."""
+    """Apportion every line to atoms; the report accounts for every line's pence.
+
+    A line with agency shares is cut into parts first (:mod:`allocation.estimates`); the
+    report still has one row per source line.
+    """
     proxies = inputs.atom_proxies
     if proxies is None:
         proxies = atom_proxy_values(inputs.atoms, inputs.proxy_values)
+    parts = estimates.expand(inputs.lines)
     result = apportion(
-        inputs.lines, inputs.atoms, proxies, inputs.membership, cut_set=inputs.cut_set
+        inputs.lines if parts is None else parts.lines, inputs.atoms, proxies,
+        inputs.membership, cut_set=inputs.cut_set,
     )
+    if parts is not None:
+        result = replace(result, outcomes=estimates.join(result.outcomes, parts))
     report = ConservationReport(result.outcomes)
     report.check()
     return Run(result, proxies, report)

@@ -38,6 +38,7 @@ the result does not depend on the number of partitions, nor on the workers.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from dataclasses import dataclass
 
@@ -50,6 +51,7 @@ import numpy.typing as npt
 import pandas as pd
 import shapely
 
+from allocation import estimates
 from allocation.apportion import Apportionment, apportion, atom_proxy_values, check_lines
 from allocation.conservation import ConservationReport
 from allocation.money import group_sum
@@ -346,7 +348,8 @@ def compute(
     one per worker thread).
     """
     proxies = atom_proxy_values(inputs.atoms, inputs.proxy_values)
-    lines = inputs.lines
+    cut = estimates.expand(inputs.lines)  # lines with agency shares, cut into their parts
+    lines = inputs.lines if cut is None else cut.lines
     check_lines(lines, proxies)
     atoms = inputs.atoms
     if isinstance(atoms, gpd.GeoDataFrame):  # geometry is not needed to apportion
@@ -371,6 +374,8 @@ def compute(
         else:
             parts.append(d)
     result = combine(parts)
+    if cut is not None:
+        result = dataclasses.replace(result, outcomes=estimates.join(result.outcomes, cut))
     report = ConservationReport(result.outcomes)
     report.check()
     return Run(result, proxies, report)

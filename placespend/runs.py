@@ -27,9 +27,11 @@ import numpy as np
 import pandas as pd
 
 from allocation import pipeline
-from allocation.apportion import AT_POINT, atom_proxy_values, choose_proxies
+from allocation.apportion import AT_POINT, ESTIMATE_PREFIX, atom_proxy_values, choose_proxies
 from allocation.apportion import line_spread as spread_one_line
 from allocation.crosswalk import unit_crosswalk as crosswalk_of_units
+from allocation.estimates import estimate_sets
+from allocation.estimates import expand as expand_estimates
 from allocation.summary import property_schema
 from allocation.transfers import count_once, net_of_transfers, passed_on_reason
 from boundaries import catalog
@@ -155,6 +157,9 @@ def _inputs_sha(lines: pd.DataFrame, request: RunRequest, atom_set: int,
     h.update(lines[["line_id", "amount_pence", "proxy"]].to_csv(index=False).encode())
     if len(flows):
         h.update(flows.drop(columns="transfer_ids").to_csv(index=False).encode())
+    if estimate_sets(lines):  # a body's own shares change where its pence go
+        h.update(json.dumps([s if isinstance(s, dict) else None for s in lines["shares"]],
+                            sort_keys=True).encode())
     h.update(proxies.sort_values(["proxy", "unit_code"]).to_csv(index=False).encode())
     h.update(json.dumps([request.cut_set, request.zone_set, atom_set,
                          ALGORITHM_VERSION]).encode())
@@ -176,6 +181,10 @@ def _membership(conn: Connection, atom_set_id: int, lines: pd.DataFrame, step: S
         .rename(columns={"target_code": "code"})
         for area_set in sorted(map(str, lines.loc[~at_point, "area_set"].unique()))
     ]
+    for share_set in estimate_sets(lines):  # parts placed by a body's own shares
+        parts.append(ensure_crosswalk(conn, atom_set_id, share_set, step)
+                     .assign(set=ESTIMATE_PREFIX + share_set)
+                     .rename(columns={"target_code": "code"}))
     if at_point.any():
         found = np.asarray(store_atoms.atoms_at(
             conn, atom_set_id, lines.loc[at_point, "x"].astype(float).tolist(),
@@ -456,11 +465,16 @@ def line_spread(conn: Connection, run_id: int, line_id: int) -> pd.DataFrame:
     atom_set = store_atoms.get_atom_set(conn, int(run["atom_set_id"]))
     atoms = store_atoms.read_atoms(conn, int(run["atom_set_id"]))
     me = lines.loc[lines["line_id"] == line_id].iloc[0]
-    mates = lines.loc[(lines["area_set"] == me["area_set"])
-                      | (lines["area_set"].isna() & pd.isna(me["area_set"]))]
-    lines, membership = _membership(conn, int(run["atom_set_id"]), mates)
+    if not estimate_sets(lines):  # only the lines that can share a split with this one
+        lines = lines.loc[(lines["area_set"] == me["area_set"])
+                          | (lines["area_set"].isna() & pd.isna(me["area_set"]))]
+    lines, membership = _membership(conn, int(run["atom_set_id"]), lines)
     proxies = atom_proxy_values(atoms, reference.proxy_values(conn, int(atom_set["zone_set_id"])))
-    spread = spread_one_line(
-        lines, atoms, proxies, membership, cut_set=atom_set["cut_slug"], line_id=line_id)
+    parts = expand_estimates(lines)
+    ids = [line_id] if parts is None else parts.lines["line_id"][parts.source == line_id]
+    spread = pd.concat([spread_one_line(
+        lines if parts is None else parts.lines, atoms, proxies, membership,
+        cut_set=atom_set["cut_slug"], line_id=int(i)) for i in ids], ignore_index=True)
+    spread = spread.groupby("atom_id", as_index=False)["amount_pence"].sum()
     return spread.merge(atoms[["atom_id", "zone_code", "cut_code"]], on="atom_id")[
         ["atom_id", "zone_code", "cut_code", "amount_pence"]]

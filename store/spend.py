@@ -100,7 +100,7 @@ def _shares_json(shares: object, *, set_slug: str | None) -> str | None:
 LINE_JOINS = (" FROM spend_line l JOIN body b ON b.id = l.body_id"
               " LEFT JOIN boundary_set s ON s.id = l.area_set_id")
 _COLUMNS = ["line_id", "body", "line", "cofog_code", "amount_pence", "area_set", "area_code",
-            "source_row", "x", "y", "source_code"]
+            "source_row", "x", "y", "source_code", "shares"]
 
 
 def read_lines(conn: Connection, *, financial_year: str | None = None,
@@ -115,13 +115,14 @@ def read_lines(conn: Connection, *, financial_year: str | None = None,
 
     Columns: line_id, body, line, cofog_code, amount_pence, area_set, area_code, source_row,
     x, y (EPSG:27700, for a line reported at a point; else NaN), source_code (the function as
-    given: an RS line, a COFOG group...), and proxy for a run.
+    given: an RS line, a COFOG group...), shares (the body's own estimate, or None), and proxy
+    for a run.
     """
     if (financial_year is None) == (run_id is None):
         raise ValueError("give a financial year or a run, not both")
     select = ("SELECT l.id AS line_id, b.slug AS body, l.line, l.cofog_code, l.amount_pence,"
               " s.slug AS area_set, l.area_code, l.source_row, ST_X(l.geom) AS x,"
-              " ST_Y(l.geom) AS y, l.source_code")
+              " ST_Y(l.geom) AS y, l.source_code, l.shares")
     if run_id is None:
         sql = (select + LINE_JOINS + " JOIN (SELECT DISTINCT batch_id, body_id, financial_year"
                " FROM spend_current) c ON c.batch_id = l.batch_id"

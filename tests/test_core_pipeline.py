@@ -285,3 +285,24 @@ def test_confidence_grades_follow_the_evidence_share() -> None:
                        [0.1, 0.0, 0.3, 0.6, 0.0],   # E: mostly land area
                        [0.0, 0.0, 0.0, 0.0, 0.0]])  # nothing at all: E
     assert confidence(shares).tolist() == ["A", "B", "C", "D", "E", "E"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(-10**9, 10**9),
+                          st.lists(st.floats(0, 0.5), min_size=0, max_size=3)),
+                min_size=1, max_size=8))
+def test_agency_estimate_parts_add_back_to_their_line(rows) -> None:
+    from allocation.estimates import expand
+
+    lines = pd.DataFrame({
+        "line_id": np.arange(1, len(rows) + 1), "body": "b", "line": "l", "cofog_code": "09",
+        "amount_pence": [a for a, _ in rows], "area_set": "s", "area_code": "c",
+        "proxy": "p", "x": np.nan, "y": np.nan,
+        "shares": [({"set": "w", "shares": {f"u{i}": v / 2 for i, v in enumerate(sh)}}
+                    if sh else None) for _, sh in rows]})
+    parts = expand(lines)
+    if all(not sh for _, sh in rows):
+        assert parts is None
+        return
+    summed = pd.Series(parts.lines["amount_pence"].to_numpy()).groupby(parts.source).sum()
+    assert summed.to_dict() == dict(zip(lines["line_id"], lines["amount_pence"], strict=True))

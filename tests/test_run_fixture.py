@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import psycopg
 import pytest
@@ -313,3 +315,37 @@ def test_a_run_on_a_dask_cluster_is_the_same_run(world_db, tmp_path: Path) -> No
     assert cluster_rows == rows and len(rows) > 0
     assert cluster_sha == sha
     assert on_cluster.conservation == here.conservation
+
+
+def test_an_agency_estimate_places_its_shares_and_spreads_the_rest(world_db,
+                                                                   tmp_path: Path) -> None:
+    """Line A (£1,000 for the borough) comes with the council's own shares: W1 25 %, W2 50 %.
+
+    By hand: £250 to W1 and £500 to W2 by the estimate; the other £250 spread over the borough
+    by residents as before (W1 87.5 %, W2 12.5 %): £218.75 and £31.25. So line A gives W1
+    46,875p and W2 53,125p, and the wards' totals move from 87,251p / 12,783p to 46,626p /
+    53,408p.
+    """
+    url, request = world_db
+    paths = world_files(tmp_path / "again")
+    frame = pd.read_csv(paths["spend"], dtype=str)
+    frame["shares"] = np.where(frame["line"] == "A", '{"W1": 0.25, "W2": 0.5}', "")
+    frame.to_csv(paths["spend"], index=False)
+    with connect(url) as conn:
+        done = load.load_spend(conn, load.Upload(paths["spend"], "world-estimate.csv"),
+                               load.SpendLoadOptions(share_set="fx-wards"))
+        assert done.created and done.details["scopes"][0]["supersedes_batch"] is not None
+        run_id = _run_and_publish(conn, request)
+        wards = {f["properties"]["code"]: f["properties"] for f in json.loads(
+            features.items(conn, "fx-wards-spend-2014-15", limit=10).features_json)}
+        lines = store_runs.run_lines(conn, run_id).set_index("line")
+        a_id = int(lines.loc["A", "line_id"])
+        spread = line_spread(conn, run_id, a_id)
+    assert {c: w["total_pence"] for c, w in wards.items()} == {"W1": 46_626, "W2": 53_408}
+    assert wards["W2"]["share_agency_estimate"] == round(50_000 / 53_408, 6)
+    assert wards["W1"]["confidence"] == "B"  # 25,000 of 46,626 by the council's own estimate
+    a = lines.loc["A"]
+    assert (a["allocated_pence"], a["method"]) == (100_000, "agency_estimate")
+    assert a["reason"].startswith("£750.00 placed by the body's own estimate over 2 unit(s)")
+    assert spread.groupby("cut_code")["amount_pence"].sum().to_dict() == {"W1": 46_875,
+                                                                           "W2": 53_125}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import pandas as pd
 
 from allocation import estimates
@@ -103,6 +104,20 @@ def compute(inputs: Inputs) -> Run:
     return Run(result, proxies, report)
 
 
+def by_area(inputs: Inputs) -> Inputs:
+    """The same inputs with every proxy replaced by land area: the **area method**'s run.
+
+    Lines placed directly, or by a body's own estimate, still go where they were reported;
+    what a proxy spread is spread by land instead. Published beside the run's own figures it
+    gives each figure a range (:func:`publish`'s ``alternative``): a figure that barely moves
+    does not hang on the choice of proxy.
+    """
+    area = inputs.atoms.set_index("atom_id")["area_m2"].astype("float64")
+    names = sorted({*map(str, inputs.lines["proxy"].unique()), RESIDENTS})
+    proxies = pd.DataFrame({n: area.to_numpy() for n in names}, index=area.index.to_numpy())
+    return replace(inputs, atom_proxies=proxies)
+
+
 def _through(run: Run, crosswalk: pd.DataFrame, label: str) -> tuple[pd.DataFrame, int,
                                                                      pd.Series]:
     """A run through a crosswalk: (target pence per slice, outside pence, residents per target).
@@ -130,17 +145,22 @@ def _through(run: Run, crosswalk: pd.DataFrame, label: str) -> tuple[pd.DataFram
 
 
 def publish(
-    run: Run, target_set: str, crosswalk: pd.DataFrame, units: pd.DataFrame, bodies: list[str]
+    run: Run, target_set: str, crosswalk: pd.DataFrame, units: pd.DataFrame, bodies: list[str],
+    alternative: Run | None = None,
 ) -> Publication:
     """Sum a run's atom product into ``target_set`` (units: code, name) through ``crosswalk``.
 
     Needs only the product, its slices and the atoms' proxies (:meth:`Run.stored`), so a stored
     run can be published to any boundary set later without re-running. Inside + outside always
-    equals the product.
+    equals the product. With ``alternative`` (the same lines by the area method,
+    :func:`by_area`), each feature also says what it would be by land area
+    (``total_by_area``) and the range between the two (``range_low``, ``range_high``).
     """
     target_alloc, outside, population = _through(run, crosswalk, f"target {target_set}")
     features = feature_properties(target_alloc, run.apportionment.slices, units, population,
                                   bodies)
+    if alternative is not None:
+        features = with_range(features, _through(alternative, crosswalk, "the area method")[0])
     target_alloc = text_targets(target_alloc)
     outcome = TargetOutcome(
         target_set=target_set,
@@ -150,6 +170,20 @@ def publish(
         reason="allocated to atoms outside every unit of this set" if outside else None,
     )
     return Publication(target_set, target_alloc, outside, features, outcome)
+
+
+def with_range(features: pd.DataFrame, alternative_alloc: pd.DataFrame) -> pd.DataFrame:
+    """Add each feature's total by the area method and the range it spans with the total."""
+    alt = alternative_alloc.groupby("target_code", observed=True)["amount_pence"].sum()
+    by_area = alt.reindex(features["code"].to_numpy()).fillna(0).to_numpy(dtype="int64")
+    total = features["total_pence"].to_numpy(dtype="float64").astype("int64")
+    position = list(features.columns).index("share_direct")
+    out = features.copy()
+    for offset, (name, value) in enumerate((
+            ("total_by_area", by_area / 100), ("range_low", np.minimum(total, by_area) / 100),
+            ("range_high", np.maximum(total, by_area) / 100))):
+        out.insert(position + offset, name, value)
+    return out
 
 
 def area_budget(run: Run, crosswalk: pd.DataFrame) -> dict[str, object]:

@@ -351,6 +351,17 @@ def _with_transfers(outcomes: pd.DataFrame, lines: pd.DataFrame, flows: pd.DataF
     return out, summary
 
 
+def _by_area(conn: Connection, run: dict, atoms: pd.DataFrame, proxies: pd.DataFrame
+             ) -> pipeline.Run:
+    """The run's own lines apportioned by the area method (no proxy): each figure's range."""
+    lines = spend.read_lines(conn, run_id=int(run["id"]))
+    lines, membership = _membership(conn, int(run["atom_set_id"]), lines)
+    cut = store_atoms.get_atom_set(conn, int(run["atom_set_id"]))["cut_slug"]
+    inputs = pipeline.Inputs(lines, atoms, pd.DataFrame(columns=["proxy", "unit_code", "value"]),
+                             membership, cut, atom_proxies=proxies)
+    return pipeline.compute(pipeline.by_area(inputs))
+
+
 def derive_publications(
     conn: Connection, run_id: int, target_sets: tuple[str, ...] | list[str], step: Step = quiet
 ) -> list[str]:
@@ -369,6 +380,8 @@ def derive_publications(
         zone_set_id = store_atoms.get_atom_set(conn, int(run["atom_set_id"]))["zone_set_id"]
         proxies = atom_proxy_values(atoms, reference.proxy_values(conn, zone_set_id))
         computed = pipeline.Run.stored(product, slices, proxies)
+        with step(f"Run {run_id} by the area method (for each figure's range)"):
+            alternative = _by_area(conn, run, atoms, proxies)
         bodies = list(run["params"]["bodies"])
         divisions = reference.cofog_divisions(conn)
         body_names = {slug: row["name"] for slug, row in reference.bodies(conn).items()}
@@ -377,7 +390,8 @@ def derive_publications(
             xw = ensure_crosswalk(conn, int(run["atom_set_id"]), target_set, step)
             with step(f"Summing run {run_id} into {target_set}"):
                 units = store_boundaries.read_boundaries(conn, int(meta["id"]))
-                pub = pipeline.publish(computed, target_set, xw, units, bodies)
+                pub = pipeline.publish(computed, target_set, xw, units, bodies,
+                                       alternative=alternative)
             year = run["financial_year"]
             writes.append(runs.CollectionWrite(
                 collection_id=collection_id(target_set, year),

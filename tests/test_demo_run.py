@@ -130,3 +130,16 @@ def test_one_borough_of_the_london_collection(client) -> None:
         rs_service_pence("2014-15")["tower_hamlets"]
     assert client.get("/collections/london-wards-2014-spend-2014-15/items",
                       params={"parent": "E09999999"}).json()["numberMatched"] == 0
+
+
+def test_each_ward_s_range_holds_its_figure(conn: Connection, demo: RunResult) -> None:
+    london = _features(conn, "london-wards-2014-spend-2014-15")
+    for f in london:
+        assert f["range_low"] <= f["total"] <= f["range_high"]
+        assert {f["range_low"], f["range_high"]} == {f["total"], f["total_by_area"]}
+    # by land area too, every penny of the London Pound is in London's wards
+    assert round(sum(f["total_by_area"] for f in london) * 100) == sum(
+        rs_service_pence("2014-15").values())
+    # and the method matters: the City's jobs-heavy, thinly lived wards move most
+    moved = sorted(london, key=lambda f: abs(f["total_by_area"] - f["total"]) / f["total"])
+    assert abs(moved[-1]["total_by_area"] / moved[-1]["total"] - 1) > 0.5

@@ -253,7 +253,7 @@ def test_spend_shape(conn: Connection, embedded_spend: pd.DataFrame) -> None:
     current = spend.read_lines(conn, financial_year="2014-15")
     assert list(current.columns) == ["line_id", "body", "line", "cofog_code", "amount_pence",
                                      "area_set", "area_code", "source_row", "x", "y",
-                                     "source_code"]
+                                     "source_code", "shares"]
     assert current["x"].isna().all()  # every RS line is reported for an area, none at a point
     assert current["amount_pence"].dtype == "int64"
     assert current["source_row"].dtype == "int64"

@@ -287,6 +287,9 @@ function placespendPopup(p) {
         "<p class='ps-head'><b>" + (p.per_head === null ? "no per-head figure" :
             gbp2.format(p.per_head) + " per head") + "</b> · " + gbp.format(p.total) +
         " in total</p>" +
+        (p.range_low !== undefined && p.range_low !== p.range_high ?
+            "<p class='ps-meta'>" + gbp.format(p.range_low) + " to " +
+            gbp.format(p.range_high) + " by proxy or by land area</p>" : "") +
         section("By function (COFOG division)", divisions) +
         section("By public body", bodies) +
         (shares.length ? "<h4>How it was apportioned</h4><table>" + shares.join("") +

@@ -308,3 +308,32 @@ def unit_crosswalk(atoms: pd.DataFrame, crosswalk: pd.DataFrame, basis: pd.Serie
     out["weight"] = out["value"] / whole.reindex(out["source_code"]).to_numpy()
     out = out.loc[out["weight"] > 0, ["source_code", "target_code", "weight"]]
     return out.reset_index(drop=True)
+
+
+def best_fit(atoms: pd.DataFrame, crosswalk: pd.DataFrame, basis: pd.Series) -> pd.DataFrame:
+    """The best-fit crosswalk: every small area wholly to one target, ONS-style.
+
+    Each small area (``zone_code`` of ``atoms``) goes, all its atoms, to the target holding
+    most of its ``basis`` (residents) by the exact crosswalk: a stand-in for the target holding
+    its population-weighted centroid, where the finer units that locate that centroid are not
+    loaded. A small area no target touches stays outside; atoms no small area covers keep their
+    exact weights. Returns atom_id, target_code, weight (1.0 for every best-fit atom).
+    """
+    value = basis.reindex(crosswalk["atom_id"].to_numpy()).fillna(0.0).to_numpy(np.float64)
+    zone = atoms.set_index("atom_id")["zone_code"].reindex(
+        crosswalk["atom_id"].to_numpy()).to_numpy(dtype=object)
+    pieces = pd.DataFrame({"zone": zone, "target_code": crosswalk["target_code"].astype(str)
+                           .to_numpy(dtype=object),
+                           "value": value * crosswalk["weight"].to_numpy(np.float64)})
+    pieces = pieces[pd.notna(pieces["zone"])]
+    per = pieces.groupby(["zone", "target_code"], sort=True)["value"].sum().reset_index()
+    # most residents wins; a tie (or no residents) goes to the lowest target code
+    per = per.sort_values(["zone", "value", "target_code"], ascending=[True, False, True])
+    winner = per.drop_duplicates("zone").set_index("zone")["target_code"]
+    zoned = atoms.loc[atoms["zone_code"].notna(), ["atom_id", "zone_code"]]
+    chosen = zoned.assign(target_code=zoned["zone_code"].map(winner)).dropna(
+        subset=["target_code"])
+    loose = crosswalk[~crosswalk["atom_id"].isin(zoned["atom_id"])]
+    out = pd.concat([chosen[["atom_id", "target_code"]].assign(weight=1.0),
+                     loose[["atom_id", "target_code", "weight"]]], ignore_index=True)
+    return out.sort_values(["atom_id", "target_code"]).reset_index(drop=True)

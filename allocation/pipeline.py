@@ -23,7 +23,7 @@ import pandas as pd
 from allocation import estimates
 from allocation.apportion import Apportionment, apportion, atom_proxy_values
 from allocation.conservation import LINE_COLUMNS, ConservationReport, TargetOutcome
-from allocation.crosswalk import coded, target_values, text_targets, to_targets
+from allocation.crosswalk import best_fit, coded, target_values, text_targets, to_targets
 from allocation.summary import budget, feature_properties
 from domain.errors import ConservationError
 
@@ -146,21 +146,27 @@ def _through(run: Run, crosswalk: pd.DataFrame, label: str) -> tuple[pd.DataFram
 
 def publish(
     run: Run, target_set: str, crosswalk: pd.DataFrame, units: pd.DataFrame, bodies: list[str],
-    alternative: Run | None = None,
+    alternative: Alternative | None = None,
 ) -> Publication:
     """Sum a run's atom product into ``target_set`` (units: code, name) through ``crosswalk``.
 
     Needs only the product, its slices and the atoms' proxies (:meth:`Run.stored`), so a stored
     run can be published to any boundary set later without re-running. Inside + outside always
     equals the product. With ``alternative`` (the same lines by the area method,
-    :func:`by_area`), each feature also says what it would be by land area
-    (``total_by_area``) and the range between the two (``range_low``, ``range_high``).
+    :func:`by_area`, and the atoms), each feature also says what it would be by land area
+    (``total_by_area``) and by ONS-style best fit of whole small areas (``total_best_fit``,
+    :func:`allocation.crosswalk.best_fit`), and the range they span with the total
+    (``range_low``, ``range_high``).
     """
     target_alloc, outside, population = _through(run, crosswalk, f"target {target_set}")
     features = feature_properties(target_alloc, run.apportionment.slices, units, population,
                                   bodies)
     if alternative is not None:
-        features = with_range(features, _through(alternative, crosswalk, "the area method")[0])
+        fit = best_fit(alternative.atoms, crosswalk, run.proxies[RESIDENTS]) \
+            if alternative.atoms is not None and RESIDENTS in run.proxies else None
+        features = with_range(
+            features, _through(alternative.run, crosswalk, "the area method")[0],
+            None if fit is None else _best_fit_alloc(run, crosswalk, fit))
     target_alloc = text_targets(target_alloc)
     outcome = TargetOutcome(
         target_set=target_set,
@@ -172,17 +178,49 @@ def publish(
     return Publication(target_set, target_alloc, outside, features, outcome)
 
 
-def with_range(features: pd.DataFrame, alternative_alloc: pd.DataFrame) -> pd.DataFrame:
-    """Add each feature's total by the area method and the range it spans with the total."""
-    alt = alternative_alloc.groupby("target_code", observed=True)["amount_pence"].sum()
-    by_area = alt.reindex(features["code"].to_numpy()).fillna(0).to_numpy(dtype="int64")
+def _best_fit_alloc(run: Run, crosswalk: pd.DataFrame, fit: pd.DataFrame) -> pd.DataFrame:
+    """Target pence with what a proxy or land area spread moved by best fit, the rest exact.
+
+    Money reported for a place (direct) or by the body's own estimate stays where it was put;
+    best fit only re-expresses what was spread over small areas.
+    """
+    a = run.apportionment
+    spread = a.slices.loc[a.slices["method"].isin(["proxy", "area"]), "slice_id"]
+    moved = a.product["slice_id"].isin(spread.to_numpy())
+    parts = [to_targets(a.product.loc[rows], xw, n_slices=len(a.slices))[0]
+             for rows, xw in ((moved, fit), (~moved, crosswalk)) if rows.any()]
+    if not parts:
+        return pd.DataFrame(columns=["target_code", "slice_id", "amount_pence"])
+    return pd.concat(parts, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """What a figure's range is made from: the run by the area method, and the atoms."""
+
+    run: Run
+    atoms: pd.DataFrame | None = None
+
+
+def with_range(features: pd.DataFrame, by_area_alloc: pd.DataFrame,
+               best_fit_alloc: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Add each feature's total by the area method and by best fit, and the range they span."""
+    codes = features["code"].to_numpy()
+
+    def totals(alloc: pd.DataFrame) -> np.ndarray:
+        summed = alloc.groupby("target_code", observed=True)["amount_pence"].sum()
+        return summed.reindex(codes).fillna(0).to_numpy(dtype="int64")
+
     total = features["total_pence"].to_numpy(dtype="float64").astype("int64")
+    columns = [("total_by_area", totals(by_area_alloc))]
+    if best_fit_alloc is not None:
+        columns.append(("total_best_fit", totals(best_fit_alloc)))
+    every = np.column_stack([total, *(v for _, v in columns)])
+    columns += [("range_low", every.min(axis=1)), ("range_high", every.max(axis=1))]
     position = list(features.columns).index("share_direct")
     out = features.copy()
-    for offset, (name, value) in enumerate((
-            ("total_by_area", by_area / 100), ("range_low", np.minimum(total, by_area) / 100),
-            ("range_high", np.maximum(total, by_area) / 100))):
-        out.insert(position + offset, name, value)
+    for offset, (name, value) in enumerate(columns):
+        out.insert(position + offset, name, value / 100)
     return out
 
 

@@ -27,9 +27,11 @@ _DESCRIPTIONS = {
     "per_head": "total / population, pounds (2 dp); null where the population is 0",
     "total_by_area": "What the area's total would be if every line a population proxy spread "
                      "were spread by land area instead, pounds (2 dp)",
-    "range_low": "The lower of total and total_by_area, pounds (2 dp): how far the figure "
-                 "hangs on the choice of method",
-    "range_high": "The higher of total and total_by_area, pounds (2 dp)",
+    "total_best_fit": "What the area's total would be if every small area (LSOA) went wholly "
+                      "to the area holding most of its residents (ONS-style best fit), pounds",
+    "range_low": "The lowest of total, total_by_area and total_best_fit, pounds (2 dp): how "
+                 "far the figure hangs on the choice of method",
+    "range_high": "The highest of total, total_by_area and total_best_fit, pounds (2 dp)",
     "confidence": "A to E, from how the figure was made: A at least 75% placed by what the "
                   "bodies said about the place (direct or their own estimates), B at least 50%, "
                   "C at least 25%, D mostly spread by a population proxy, E mostly by land area "

@@ -391,7 +391,7 @@ def derive_publications(
             with step(f"Summing run {run_id} into {target_set}"):
                 units = store_boundaries.read_boundaries(conn, int(meta["id"]))
                 pub = pipeline.publish(computed, target_set, xw, units, bodies,
-                                       alternative=alternative)
+                                       alternative=pipeline.Alternative(alternative, atoms))
             year = run["financial_year"]
             writes.append(runs.CollectionWrite(
                 collection_id=collection_id(target_set, year),

@@ -306,3 +306,20 @@ def test_agency_estimate_parts_add_back_to_their_line(rows) -> None:
         return
     summed = pd.Series(parts.lines["amount_pence"].to_numpy()).groupby(parts.source).sum()
     assert summed.to_dict() == dict(zip(lines["line_id"], lines["amount_pence"], strict=True))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.floats(1.0, 1000.0), min_size=3, max_size=3))
+def test_best_fit_gives_every_small_area_wholly_to_one_target(people) -> None:
+    from allocation.crosswalk import best_fit
+
+    atoms = pd.DataFrame({"atom_id": [1, 2, 3], "zone_code": ["Z1", "Z2", "Z2"],
+                          "cut_code": ["W1", "W1", "W2"]})
+    exact = pd.DataFrame({"atom_id": [1, 2, 3], "target_code": ["W1", "W1", "W2"],
+                          "weight": 1.0})
+    fit = best_fit(atoms, exact, pd.Series(people, index=[1, 2, 3]))
+    zone_of = atoms.set_index("atom_id")["zone_code"]
+    targets = fit.assign(zone=fit["atom_id"].map(zone_of)).groupby("zone")["target_code"]
+    assert (targets.nunique() == 1).all() and (fit["weight"] == 1.0).all()
+    z2 = fit.loc[fit["atom_id"] == 2, "target_code"].iloc[0]
+    assert z2 == ("W1" if people[1] >= people[2] else "W2")  # most residents (ties: lower code)

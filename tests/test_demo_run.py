@@ -136,10 +136,14 @@ def test_each_ward_s_range_holds_its_figure(conn: Connection, demo: RunResult) -
     london = _features(conn, "london-wards-2014-spend-2014-15")
     for f in london:
         assert f["range_low"] <= f["total"] <= f["range_high"]
-        assert {f["range_low"], f["range_high"]} == {f["total"], f["total_by_area"]}
+        three = (f["total"], f["total_by_area"], f["total_best_fit"])
+        assert (f["range_low"], f["range_high"]) == (min(three), max(three))
     # by land area too, every penny of the London Pound is in London's wards
     assert round(sum(f["total_by_area"] for f in london) * 100) == sum(
         rs_service_pence("2014-15").values())
+    # and by best fit (each LSOA wholly to one ward), less only LSOAs in no London ward
+    assert abs(round(sum(f["total_best_fit"] for f in london) * 100)
+               - sum(rs_service_pence("2014-15").values())) < 100
     # and the method matters: the City's jobs-heavy, thinly lived wards move most
     moved = sorted(london, key=lambda f: abs(f["total_by_area"] - f["total"]) / f["total"])
     assert abs(moved[-1]["total_by_area"] / moved[-1]["total"] - 1) > 0.5

@@ -354,7 +354,11 @@ def test_an_agency_estimate_places_its_shares_and_spreads_the_rest(world_db,
 def test_every_figure_has_its_area_method_range(world_db) -> None:
     """By land area (W1 is 150 m wide, W2 50 m): A 75,000/25,000, B -750/-250, C 1/0,
     D 250/83 (running totals over the atoms 100, 50, 50 m wide), E 700 direct in W2. So W1
-    74,501p and W2 25,533p, against 87,251p and 12,783p by the proxies."""
+    74,501p and W2 25,533p, against 87,251p and 12,783p by the proxies.
+
+    By best fit: Z1 lies wholly in W1; Z2's residents are half in W1, half in W2, a tie that
+    goes to the lower code, W1. So everything spread over zones (A to D, 99,334p) goes to W1;
+    E, reported for W2 itself, stays there: 99,334p and 700p."""
     url, request = world_db
     with connect(url) as conn:
         _run_and_publish(conn, request)
@@ -362,5 +366,7 @@ def test_every_figure_has_its_area_method_range(world_db) -> None:
             features.items(conn, "fx-wards-spend-2014-15", limit=10).features_json)}
     assert {c: round(w["total_by_area"] * 100) for c, w in wards.items()} == {
         "W1": 74_501, "W2": 25_533}
-    assert (wards["W1"]["range_low"], wards["W1"]["range_high"]) == (745.01, 872.51)
-    assert (wards["W2"]["range_low"], wards["W2"]["range_high"]) == (127.83, 255.33)
+    assert {c: round(w["total_best_fit"] * 100) for c, w in wards.items()} == {
+        "W1": 99_334, "W2": 700}
+    assert (wards["W1"]["range_low"], wards["W1"]["range_high"]) == (745.01, 993.34)
+    assert (wards["W2"]["range_low"], wards["W2"]["range_high"]) == (7.0, 255.33)

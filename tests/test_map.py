@@ -252,7 +252,7 @@ def test_map_renders_offline_in_chromium(server: str, tmp_path: Path) -> None:
                 "Greater London Authority:",
                 "Population proxy:",
                 "Confidence D: an estimate, mostly spread by a population proxy",
-                "by proxy or by land area",
+                "by residents, land area or best fit",
                 "%",
             ):
                 assert expected in text, f"{expected!r} missing from the popup:\n{text}"

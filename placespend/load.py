@@ -1,4 +1,6 @@
-"""Load what users bring (boundary sets, proxies, function maps, spend): one code path.
+"""Load what users bring: one code path for every kind of file.
+
+Boundary sets, proxies, function maps, spend, transfers, postcodes and sites (``LOADERS``).
 
 The CLI (``placespend load KIND FILE``), the HTTP upload endpoints and the embedded default
 data (:func:`load_embedded`) all call the ``load_*`` functions here. Each one:
@@ -11,9 +13,10 @@ data (:func:`load_embedded`) all call the ``load_*`` functions here. Each one:
    (:class:`~domain.errors.Rejected`), or stores the batch and its rows in one transaction,
    under a lock per kind, so a failure or a concurrent upload stores nothing twice.
 
-A boundary set or proxy loaded again with changed content is a new version; a spend file for a
-body and year already loaded supersedes the earlier batch for the next run (the earlier one and
-the runs made on it stay as they were).
+A boundary set, proxy or site set loaded again with changed content is a new version; a spend
+file for a body, year and dataset already loaded supersedes the earlier batch for the body-years
+whose lines changed, for the next run (the earlier batch and the runs made on it stay as they
+were).
 """
 
 from __future__ import annotations

@@ -724,7 +724,7 @@ def choose_proxies(lines: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
     exist. Returns a Series aligned with ``lines``.
     """
     bodies = (table["body"] if "body" in table else pd.Series("*", index=table.index))
-    rows = dict(zip(zip(bodies.fillna("*").astype(str), table["line"].astype(str)),
+    rows = dict(zip(zip(bodies.fillna("*").astype(str), table["line"].astype(str), strict=True),
                     table["proxy"].astype(str), strict=True))
     if ("*", "*") not in rows:
         raise InputError(

@@ -716,10 +716,12 @@ def choose_proxies(lines: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
     """The proxy each line is spread by: the most specific row of the proxy table that fits it.
 
     ``table``: body (optional; ``*`` or missing: any body), line, proxy. A row's ``line`` is a
-    spend line's own name (``Education services``), a COFOG group or division (``09.1``,
-    ``09``), or ``*``. For each line the first row that fits wins, in this order: the body's
-    own rows before the any-body rows; within them the line's name, then its COFOG group
-    (``source_code`` where it is a group), then its division (``cofog_code``), then ``*``.
+    spend line's own name (``Education services``), its function as the body gave it (a mapped
+    code such as a department, ``source_code``), a COFOG group or division (``09.1``, ``09``),
+    or ``*``. For each line the first row that fits wins, in this order: the body's own rows
+    before the any-body rows; within them the line's name, then its function as given, then its
+    COFOG group (where the function given is one), then its division (``cofog_code``), then
+    ``*``.
     ``lines``: line, and body, cofog_code, source_code where known. The ``*``/``*`` row must
     exist. Returns a Series aligned with ``lines``.
     """
@@ -739,9 +741,9 @@ def choose_proxies(lines: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
         return pd.Series([None] * n, index=lines.index, dtype=object)
 
     body = column("body")
-    group = column("source_code")
-    group = group.where(group.astype(str).str.fullmatch(r"\d\d\.\d"), None)
-    levels = [column("line"), group, column("cofog_code"),
+    given = column("source_code")  # the function as given: an RS line, a department, 10.4...
+    group = given.where(given.astype(str).str.fullmatch(r"\d\d\.\d"), None)
+    levels = [column("line"), given, group, column("cofog_code"),
               pd.Series(["*"] * n, index=lines.index, dtype=object)]
     key_of = {f"{b}\x1f{line}": proxy for (b, line), proxy in rows.items()}
     out = pd.Series([None] * n, index=lines.index, dtype=object)

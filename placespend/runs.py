@@ -214,7 +214,8 @@ def _inputs(conn: Connection, request: RunRequest, step: Step,
     if lines.empty:
         raise InputError(
             f"no spend lines are loaded for {request.financial_year}",
-            "load them first (`placespend load`), or choose a year that has lines",
+            "load them first (`placespend load spend FILE`, or `placespend load embedded` for "
+            "the London data), or choose a year that has lines",
         )
     table = read_proxy_table(request.proxy_table)
     _check_table_lines(table, lines, request, spend.known_names(conn))
@@ -225,7 +226,7 @@ def _inputs(conn: Connection, request: RunRequest, step: Step,
     if RESIDENTS not in set(values["proxy"]):
         raise InputError(
             f"proxy {RESIDENTS} is not loaded on {request.zone_set}",
-            "load the embedded data (`placespend load`)",
+            "load it (`placespend load proxy FILE`, or `placespend load embedded`)",
         )
     lines, membership = _membership(conn, atom_set_id, lines, step)
     counted = count_once(store_transfers.transfers_for_year(conn, request.financial_year))

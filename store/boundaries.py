@@ -58,7 +58,8 @@ def get_set(conn: Connection, slug: str) -> dict:
     """The boundary_set row for ``slug``, or NotFound."""
     row = find_set(conn, slug)
     if row is None:
-        raise NotFound(f"no boundary set {slug!r}", "load it first (`placespend load`)")
+        raise NotFound(f"no boundary set {slug!r}",
+                       "load it first (`placespend load boundaries FILE --slug SLUG`)")
     return row
 
 

@@ -79,11 +79,10 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
             done = load.load_embedded(conn, step=step)
         else:
             loader = load.LOADERS[args.load_kind]
-            values = {name: getattr(args, name, None) for name in loader.options.model_fields}
-            for name in _PAIR_OPTIONS:
-                if values.get(name):
-                    values[name] = _pairs(values[name])
-            opts = load.options(loader.options, **values)
+            given = {name: getattr(args, name, None) for name in loader.options.model_fields}
+            opts = load.options_from_text(loader.options, {
+                k: (v if isinstance(v, list) else ["true"] if v is True else [str(v)])
+                for k, v in given.items() if v is not None and v is not False})
             path = Path(args.file)
             done = [loader.load(conn, load.Upload(path, path.name), opts, step=step)]
     for item in done:
@@ -146,7 +145,7 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-#: Options given as repeated NAME=VALUE pairs: option -> (flag, metavar, help).
+#: The flags of options given as repeated NAME=VALUE pairs: option -> (flag, metavar, help).
 _PAIR_OPTIONS = {
     "body_areas": ("--body-area", "CODE=AREA",
                    "RS: the area code of a body whose rows carry none (repeatable)"),
@@ -157,27 +156,20 @@ _PAIR_OPTIONS = {
 }
 
 
-def _pairs(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise BadRequest(f"{item!r} is not NAME=VALUE", "e.g. --body-area E5100=E12000007")
-        out[key.strip()] = value.strip()
-    return out
-
-
 def _load_options(p: argparse.ArgumentParser, model: type) -> None:
     """One --flag per field of a load options model (the HTTP form takes the same names)."""
+    from placespend.load import field_shape
+
     for name, f in model.model_fields.items():
         flag = "--" + name.replace("_", "-")
         text = f.description or ""
-        if f.annotation is bool:
+        shape = field_shape(model, name)
+        if shape == "switch":
             p.add_argument(flag, dest=name, action="store_true", help=text)
-        elif name == "area_sets":
-            p.add_argument("--area-set", dest=name, action="append", metavar="SET",
-                           help="boundary set area codes are looked up in (repeatable)")
-        elif name in _PAIR_OPTIONS:
+        elif shape == "list":
+            p.add_argument(flag.removesuffix("s"), dest=name, action="append", metavar="SET",
+                           help=text + " (repeatable)")
+        elif shape == "pairs":
             flag, meta, text = _PAIR_OPTIONS[name]
             p.add_argument(flag, dest=name, action="append", metavar=meta, help=text)
         else:

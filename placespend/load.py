@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_origin
 
 import geopandas as gpd
 import numpy as np
@@ -190,6 +190,53 @@ def options(model: type[BaseModel], **values: object) -> BaseModel:
         raise BadRequest(f"option {where}: {first['msg']}",
                          "see `placespend load --help` or /api for the allowed values",
                          where=where) from None
+
+
+def field_shape(model: type[BaseModel], name: str) -> str:
+    """How a field of load options is written as text: list, pairs, switch or value.
+
+    A list field (``area_sets``) is given once per item; a pairs field (``columns``) once per
+    ``NAME=VALUE``; a switch (``allow_jump``) is on or off; anything else is one value.
+    """
+    annotation = model.model_fields[name].annotation
+    origin = get_origin(annotation)
+    if origin is tuple:
+        return "list"
+    if origin is dict:
+        return "pairs"
+    return "switch" if annotation is bool else "value"
+
+
+def options_from_text(model: type[BaseModel], given: dict[str, list[str]]) -> BaseModel:
+    """Load options from text, as CLI flags and HTTP form fields give them.
+
+    ``given``: field -> the texts given for it (a repeated flag or form field gives several).
+    Unknown fields and a pair without ``=`` are a BadRequest naming them.
+    """
+    unknown = sorted(k for k in given if k not in model.model_fields)
+    if unknown:
+        raise BadRequest(f"unknown option(s) {', '.join(unknown)}",
+                         f"the options are: {', '.join(model.model_fields)}",
+                         where=unknown[0])
+    values: dict[str, object] = {}
+    for name, texts in given.items():
+        if not texts:
+            continue
+        shape = field_shape(model, name)
+        if shape == "list":
+            values[name] = tuple(texts)
+        elif shape == "pairs":
+            pairs = [t.partition("=") for t in texts]
+            if any(not sep or not key.strip() for key, sep, _ in pairs):
+                raise BadRequest(f"option {name} takes NAME=VALUE pairs",
+                                 "e.g. --body-area E5100=E12000007 (form field "
+                                 "body_areas=E5100=E12000007)", where=name)
+            values[name] = {k.strip(): v.strip() for k, _, v in pairs}
+        elif shape == "switch":
+            values[name] = texts[-1].strip().lower() in ("1", "true", "yes", "on")
+        else:
+            values[name] = texts[-1]
+    return options(model, **values)
 
 
 def _sha(upload: Upload, opts: _Options) -> str:

@@ -27,8 +27,6 @@ router = APIRouter(tags=["Uploads"])
 
 #: Largest upload accepted (the same limit the file checks apply).
 MAX_BYTES = 200 * 1024 * 1024
-_LIST_FIELDS = {"area_sets"}
-_PAIR_FIELDS = {"body_areas", "columns", "constants"}
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "An option is malformed, or the form has no file"},
@@ -56,32 +54,6 @@ async def _save(upload: UploadFile, folder: Path) -> Path:
     return path
 
 
-def _options(kind: str, form: Any) -> dict[str, Any]:
-    model = load.LOADERS[kind].options
-    values: dict[str, Any] = {}
-    unknown = [k for k in form if k != "file" and k not in model.model_fields]
-    if unknown:
-        raise BadRequest(f"unknown option(s) {', '.join(sorted(unknown))} for {kind}",
-                         f"the options are: {', '.join(model.model_fields)}")
-    for name in model.model_fields:
-        got = [v for v in form.getlist(name) if isinstance(v, str)]
-        if not got:
-            continue
-        if name in _LIST_FIELDS:
-            values[name] = tuple(got)
-        elif name in _PAIR_FIELDS:
-            pairs = [g.partition("=") for g in got]
-            if any(not sep for _, sep, _ in pairs):
-                raise BadRequest(f"{name} must be NAME=VALUE pairs",
-                                 "e.g. body_areas=E5100=E12000007, columns=amount=2014-15")
-            values[name] = {k.strip(): v.strip() for k, _, v in pairs}
-        elif model.model_fields[name].annotation is bool:
-            values[name] = got[-1].lower() in ("1", "true", "yes", "on")
-        else:
-            values[name] = got[-1]
-    return values
-
-
 @router.post("/uploads/{kind}", responses=_ERRORS, status_code=201,
              summary="Load a file: boundaries, proxy, functions, spend, transfers, "
                      "postcodes or sites")
@@ -99,7 +71,8 @@ async def upload(kind: str, request: Request, conn: ConnDep, key: KeyDep) -> JSO
             raise BadRequest("the form has no file", "send the file as the multipart field "
                              "`file` (curl -F file=@wards.geojson)")
         loader = load.LOADERS[kind]
-        opts = load.options(loader.options, **_options(kind, form))
+        opts = load.options_from_text(loader.options, {
+            k: [v for v in form.getlist(k) if isinstance(v, str)] for k in form if k != "file"})
         with tempfile.TemporaryDirectory(prefix="placespend-upload-") as tmp:
             path = await _save(file, Path(tmp))
             name = Path(file.filename).name

@@ -25,6 +25,7 @@ import pandas as pd
 
 from allocation.apportion import ESTIMATE_PREFIX
 from allocation.money import split_pence
+from domain.money import format_pounds
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def join(outcomes: pd.DataFrame, parts: Parts) -> pd.DataFrame:
         notes = [str(r) for r in mine["reason"].dropna().unique()]
         if mine["estimate"].any():
             units = int(mine["estimate"].sum())
-            notes.insert(0, f"{_pounds(estimated)} placed by the body's own estimate over "
+            notes.insert(0, f"{format_pounds(estimated)} placed by the body's own estimate over "
                          f"{units} unit(s) of {line['shares']['set']}")
         amount = int(line["amount_pence"])
         out.append({
@@ -104,9 +105,3 @@ def join(outcomes: pd.DataFrame, parts: Parts) -> pd.DataFrame:
             "proxy": line["proxy"], "reason": "; ".join(notes) if notes else None,
         })
     return pd.DataFrame(out, columns=list(outcomes.columns))
-
-
-def _pounds(pence: int) -> str:
-    sign = "-" if pence < 0 else ""
-    whole, rest = divmod(abs(pence), 100)
-    return f"{sign}£{whole:,}.{rest:02d}"

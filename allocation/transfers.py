@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from allocation.money import split_pence
+from domain.money import format_pounds
 
 #: Columns of the transfers a run reads.
 TRANSFER_COLUMNS = ("transfer_id", "payer", "payee", "cofog_code", "amount_pence",
@@ -100,8 +101,7 @@ def passed_on_reason(lines: pd.DataFrame, counted: pd.DataFrame) -> pd.Series:
     notes = []
     for body, pence in zip(lines["body"], lines["passed_on_pence"], strict=True):
         if pence:
-            whole, rest = divmod(int(pence), 100)
-            notes.append(f"£{whole:,}.{rest:02d} passed on to {payees.get(body, '?')} "
+            notes.append(f"{format_pounds(pence)} passed on to {payees.get(body, '?')} "
                          "(counted there, where it is spent)")
         else:
             notes.append(None)

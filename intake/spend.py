@@ -37,6 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 from domain.errors import Problem, Rejected
+from domain.money import format_pounds
 from intake.tables import Row, read_json_records, read_rows
 from intake.values import BadValue, parse_amount, parse_cofog, parse_financial_year
 
@@ -239,10 +240,10 @@ def _read_rs(path: Path, source: str, options: SpendOptions,
         if abs(summed - total) > options.total_tolerance_pence:
             problems.append(_problem(
                 row, "value_gbp_thousand", row.values["value_gbp_thousand"],
-                f"{bodies[slug][0]} {year}: the service lines add up to {_pounds(summed)}, "
-                f"not the stated total ({_pounds(summed - total)} apart)",
+                f"{bodies[slug][0]} {year}: the service lines add up to {format_pounds(summed)}, "
+                f"not the stated total ({format_pounds(summed - total)} apart)",
                 "correct the lines or the total; DCLG rounding is allowed up to "
-                f"{_pounds(options.total_tolerance_pence)}"))
+                f"{format_pounds(options.total_tolerance_pence)}"))
     if not problems and not out:
         problems.append(Problem("file", "the file has no service lines (only totals or lines "
                                 "below TOTAL SERVICE EXPENDITURE)",
@@ -256,11 +257,6 @@ def _read_rs(path: Path, source: str, options: SpendOptions,
 def _rs_kind(e_code: str) -> str:
     return "regional" if e_code == "E5100" else "council"
 
-
-def _pounds(pence: int) -> str:
-    sign = "-" if pence < 0 else ""
-    whole, rest = divmod(abs(pence), 100)
-    return f"{sign}£{whole:,}.{rest:02d}"
 
 
 def _get(values: dict[str, str], *names: str) -> str:

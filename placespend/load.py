@@ -37,6 +37,7 @@ from pyproj import CRS
 
 from boundaries import catalog
 from domain.errors import BadRequest, InputError, Problem, Rejected
+from domain.money import format_pounds
 from geo.prepare import Prepared, dissolve, prepare_boundaries
 from geo.tiling import check_tiling
 from intake import files
@@ -802,7 +803,7 @@ def _points(conn: Connection, lines: pd.DataFrame, opts: SpendLoadOptions) -> di
                 out[int(i)] = ("postcode", *found[pc], pc, None)
     wanted = lines["site_id"].notna().to_numpy()
     if wanted.any():
-        sites = spend.sites_by_code(conn, opts.site_set) if opts.site_set else None
+        sites = store_sites.site_points(conn, opts.site_set) if opts.site_set else None
         for i in np.flatnonzero(wanted):
             code = str(lines["site_id"].iat[i])
             if sites is None:
@@ -826,8 +827,8 @@ def _check_jumps(conn: Connection, scopes: pd.DataFrame, source: str, dataset: s
         prev = spend.body_year_total(conn, int(s.body_id), prev_year, dataset)
         if prev is not None and prev > 0 and abs(int(s.total)) > JUMP * prev:
             problems.append(Problem(
-                f"{s.body} {s.financial_year}", f"totals £{int(s.total) / 100:,.2f}, "
-                f"{abs(int(s.total)) / prev:,.0f} times {prev_year} (£{prev / 100:,.2f}): "
+                f"{s.body} {s.financial_year}", f"totals {format_pounds(int(s.total))}, "
+                f"{abs(int(s.total)) / prev:,.0f} times {prev_year} ({format_pounds(prev)}): "
                 "were pence typed into a pounds column (or pounds into £ thousand)?",
                 "load it with --unit pence if the amounts are pence (--unit thousands for £ "
                 "thousand), or --allow-jump if the figures are right", field="amount"))
@@ -883,7 +884,7 @@ def load_transfers(conn: Connection, upload: Upload, opts: TransferOptions, *,
                                     report=report, loaded_by=loaded_by)
         store_transfers.save_transfers(conn, batch, rows)
         return Loaded("transfers", batch, True,
-                      f"transfers: {len(rows):,} rows, £{rows['amount_pence'].sum() / 100:,.2f}"
+                      f"transfers: {len(rows):,} rows, {format_pounds(rows['amount_pence'].sum())}"
                       f" in {len(flows)} flow(s)", report)
 
     return _once(conn, "transfers", upload, opts, loaded_by, store)

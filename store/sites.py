@@ -142,3 +142,14 @@ def read_sites(conn: Connection, slug: str | int) -> pd.DataFrame:
         " located FROM site WHERE set_id = %s ORDER BY site_code", (sid,),
     ).fetchall()
     return pd.DataFrame(rows, columns=SITE_COLUMNS)
+
+
+def site_points(conn: Connection, set_slug: str) -> dict[str, tuple[int, float, float]]:
+    """The newest version of a site set: site code -> (site id, x, y in EPSG:27700)."""
+    rows = conn.execute(
+        "SELECT s.site_code, s.id, ST_X(s.geom) AS x, ST_Y(s.geom) AS y FROM site s"
+        " WHERE s.set_id = (SELECT id FROM site_set WHERE slug = %s ORDER BY version DESC"
+        " LIMIT 1)", (set_slug,),
+    ).fetchall()
+    return {r["site_code"]: (int(r["id"]), float(r["x"]), float(r["y"])) for r in rows}
+

@@ -156,16 +156,6 @@ def attributions(conn: Connection, run_id: int) -> list[str]:
     return out
 
 
-def sites_by_code(conn: Connection, set_slug: str) -> dict[str, tuple[int, float, float]]:
-    """The newest version of a site set: site code -> (site id, x, y in EPSG:27700)."""
-    rows = conn.execute(
-        "SELECT s.site_code, s.id, ST_X(s.geom) AS x, ST_Y(s.geom) AS y FROM site s"
-        " WHERE s.set_id = (SELECT id FROM site_set WHERE slug = %s ORDER BY version DESC"
-        " LIMIT 1)", (set_slug,),
-    ).fetchall()
-    return {r["site_code"]: (int(r["id"]), float(r["x"]), float(r["y"])) for r in rows}
-
-
 def known_names(conn: Connection) -> dict[str, set[str]]:
     """What a proxy table may name: loaded bodies, and line names, mapped codes, COFOG codes."""
     bodies = {r["slug"] for r in conn.execute("SELECT slug FROM body")}

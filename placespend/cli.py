@@ -98,14 +98,13 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_crosswalk(args: argparse.Namespace, settings: Settings) -> int:
     """Write each source unit's share in each target unit as CSV (stdout or --out)."""
-    from placespend.runs import unit_crosswalk
+    from placespend.runs import crosswalk_table
     from store.db import connect
 
     with connect(_database_url(settings)) as conn:
-        weights = unit_crosswalk(conn, args.source, args.target, basis=args.basis,
-                                 zone_set=args.zones, step=step)
-    text = weights.assign(weight=weights["weight"].round(9), basis=args.basis).to_csv(
-        index=False)
+        weights = crosswalk_table(conn, args.source, args.target, basis=args.basis,
+                                  zone_set=args.zones, step=step)
+    text = weights.to_csv(index=False)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
         console.print(f"{len(weights):,} pairs written to {args.out}")

@@ -467,6 +467,21 @@ def unit_crosswalk(conn: Connection, source_set: str, target_set: str, *,
     return crosswalk_of_units(atoms, weights, values)
 
 
+def crosswalk_table(conn: Connection, source_set: str, target_set: str, *,
+                    basis: str = "population", zone_set: str = "london-lsoa-2011",
+                    step: Step = quiet) -> pd.DataFrame:
+    """:func:`unit_crosswalk` as it is handed out (CSV, API).
+
+    Weights to 9 dp, with the basis and both sets' vintages on every row.
+    """
+    src = store_boundaries.get_set(conn, source_set)
+    dst = store_boundaries.get_set(conn, target_set)
+    weights = unit_crosswalk(conn, source_set, target_set, basis=basis, zone_set=zone_set,
+                             step=step)
+    return weights.assign(weight=weights["weight"].round(9), basis=basis,
+                          source_vintage=src["vintage"], target_vintage=dst["vintage"])
+
+
 def line_spread(conn: Connection, run_id: int, line_id: int) -> pd.DataFrame:
     """One line's pence per atom (atom_id, zone_code, cut_code, amount_pence).
 

@@ -1,6 +1,6 @@
 """Crosswalks between boundary sets, as CSV: each source unit's share in each target unit.
 
-Thin: :func:`placespend.runs.unit_crosswalk` builds (or reads back) the atoms and crosswalk.
+Thin: :func:`placespend.runs.crosswalk_table` builds (or reads back) the atoms and crosswalk.
 For re-expressing figures on another vintage (Hackney's 19 pre-2014 wards on its 21 wards of
 2014), or for taking the weights into another tool.
 """
@@ -12,8 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 
 from api.deps import ConnDep
-from placespend.runs import unit_crosswalk
-from store import boundaries as store_boundaries
+from placespend.runs import crosswalk_table
 
 router = APIRouter(tags=["Crosswalks"])
 CSV = "text/csv; charset=utf-8"
@@ -40,11 +39,7 @@ def crosswalk_csv(
     A source unit's weights add to 1 where all of it lies inside the target set, less where
     part of it lies outside (generalised boundaries disagree at their edges).
     """
-    src = store_boundaries.get_set(conn, source)
-    dst = store_boundaries.get_set(conn, target)
-    weights = unit_crosswalk(conn, source, target, basis=basis, zone_set=zones)
-    weights = weights.assign(weight=weights["weight"].round(9), basis=basis,
-                             source_vintage=src["vintage"], target_vintage=dst["vintage"])
+    weights = crosswalk_table(conn, source, target, basis=basis, zone_set=zones)
     response = Response(weights.to_csv(index=False), media_type=CSV)
     response.headers["Content-Disposition"] = (
         f'attachment; filename="crosswalk-{source}-to-{target}-{basis}.csv"')

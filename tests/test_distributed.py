@@ -17,11 +17,11 @@ from geopandas.testing import assert_geodataframe_equal
 
 from allocation import pipeline
 from allocation.apportion import line_spread
-from placespend.load import embedded_boundaries
 from domain.errors import InputError
 from geo.atoms import build_atoms
 from geo.crosswalk import build_crosswalk_via_cuts, nested_crosswalk
 from placespend import distributed as dist
+from placespend.load import embedded_boundaries
 from placespend.settings import Settings
 
 X0, Y0 = 533_000.0, 184_000.0

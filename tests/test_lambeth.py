@@ -11,7 +11,6 @@ shared over wards by area (geopandas overlay).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd

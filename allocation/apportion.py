@@ -725,9 +725,18 @@ def choose_proxies(lines: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
     ``lines``: line, and body, cofog_code, source_code where known. The ``*``/``*`` row must
     exist. Returns a Series aligned with ``lines``.
     """
+    rows = choose_rows(lines, table)
+    return rows.map(dict(enumerate(table["proxy"].astype(str))))
+
+
+def choose_rows(lines: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
+    """The position (0, 1, ...) in ``table`` of the row that fits each line.
+
+    Rows are chosen as :func:`choose_proxies` chooses them; a Series aligned with ``lines``.
+    """
     bodies = (table["body"] if "body" in table else pd.Series("*", index=table.index))
     rows = dict(zip(zip(bodies.fillna("*").astype(str), table["line"].astype(str), strict=True),
-                    table["proxy"].astype(str), strict=True))
+                    range(len(table)), strict=True))
     if ("*", "*") not in rows:
         raise InputError(
             "the proxy table needs a '*' row for every line of every body",

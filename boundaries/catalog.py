@@ -35,7 +35,7 @@ class Provenance:
 class Embedded:
     """One embedded file and how it is loaded: ``placespend load KIND PATH`` with ``options``."""
 
-    #: A kind of load: boundaries, proxy, functions or spend.
+    #: A kind of load: boundaries, proxy, functions, sites or spend.
     kind: str
     #: File path relative to :data:`DATA_DIR`.
     path: str
@@ -97,10 +97,36 @@ _OURS = Provenance(
 )
 
 
-def _proxy(slug: str, name: str, value_field: str) -> Embedded:
+_CRA = Provenance(
+    source_md="hmt-cra-london/SOURCE.md",
+    licence=_OGL,
+    attribution=(
+        "Source: HM Treasury, Country and Regional Analysis 2018 (and 2014). Contains public "
+        "sector information licensed under the Open Government Licence v3.0."
+    ),
+)
+
+_GP = Provenance(
+    source_md="nhs-payments-gp-practices-london/SOURCE.md",
+    licence=_OGL,
+    attribution=(
+        "Contains public sector information licensed under the Open Government Licence v3.0. "
+        "Source: NHS Digital (NHS England), NHS Payments to General Practice.\n"
+        "Contains OS data © Crown copyright and database right 2025; Contains Royal Mail data "
+        "© Royal Mail copyright and database right 2025; Contains National Statistics data "
+        "© Crown copyright and database right 2025"
+    ),
+)
+
+#: The site set of the London GP practices of 2014-15 (their payments are placed there).
+GP_SITES_2014 = "london-gp-practices-2014-15"
+
+
+def _proxy(slug: str, name: str, value_field: str, *also_add: str) -> Embedded:
     return Embedded("proxy", _POPULATION_CSV, {
         "slug": slug, "name": name, "unit_set": "london-lsoa-2011", "year": 2020,
         "code_field": "LSOA11CD", "value_field": value_field, "measure": "residents",
+        **({"also_add": also_add} if also_add else {}),
     }, _LSOA_2011)
 
 
@@ -146,16 +172,36 @@ EMBEDDED: tuple[Embedded, ...] = (
     _proxy("residents-0-15", "Residents aged 0-15 (ONS mid-2020 estimate)", "Persons_0-15"),
     _proxy("residents-65-plus", "Residents aged 65 and over (ONS mid-2020 estimate)",
            "Persons_65+"),
+    _proxy("residents-16-64", "Residents aged 16-64 (ONS mid-2020 estimate)",
+           "Persons_16-29", "Persons_30-44", "Persons_45-64"),
+    _proxy("residents-16-29", "Residents aged 16-29 (ONS mid-2020 estimate)", "Persons_16-29"),
     Embedded("spend", _RS_FILE, {
         "format": "rs", "area_sets": ("london-boroughs-2014", "london-region-2014"),
         "body_areas": {"E5100": "E12000007"},
     }, _RS),
+    Embedded("spend", "hmt-cra-london/cra2018_london_lines.csv", {
+        "format": "lines", "unit": "thousands", "area_sets": ("london-region-2014",),
+        "constants": {"area_code": "E12000007"}, "dataset": "cra-2018",
+    }, _CRA),
+    Embedded("sites", "nhs-payments-gp-practices-london/gp_practices_2014-15_sites.csv", {
+        "slug": GP_SITES_2014, "name": "London GP practices, 2014-15 (NHS payments file)",
+        "kind": "gp_practice", "id_field": "practice_code", "name_field": "practice_name",
+        "easting_field": "easting", "northing_field": "northing",
+    }, _GP),
+    Embedded("spend", "nhs-payments-gp-practices-london/gp_payments_2014-15_lines.csv", {
+        "format": "lines", "area_sets": ("london-boroughs-2014",), "site_set": GP_SITES_2014,
+        "constants": {"body": "nhs_england", "body_name": "NHS England", "body_kind": "nhs",
+                      "function": "07.2"},
+        "dataset": "gp-payments",
+    }, _GP),
 )
 
 #: UN COFOG 1999 code list (divisions, groups and classes).
 COFOG_PATH: str = "cofog-classification/cofog_un_1999.csv"
 #: Default proxy per RS service line (a ``*`` row covers every other line).
 DEFAULT_PROXIES_PATH: str = "default_proxies.csv"
+#: Default netting rules: which money two embedded datasets both report, counted once.
+NETTING_RULES_PATH: str = "netting_rules.csv"
 
 
 def existing_file(base: Path, rel: str | os.PathLike[str]) -> Path:

@@ -52,7 +52,10 @@ def read_proxy_table(path: Path, *, source: str | None = None) -> pandas.DataFra
     """Read a proxy table: ``line, proxy, rationale``, the proxy that spreads each spend line.
 
     Columns: body (``*`` where the file has no body column: any body), line, proxy, rationale,
-    row (its line in the file). A row's ``line`` is a spend line's name, a COFOG group or
+    catchment (optional: the site attribute that sizes each site's catchment, e.g.
+    ``registered_patients``, for lines reported at a site on the *served* basis; see
+    :mod:`allocation.catchment`; blank: such lines stay at their site), row (its line in the
+    file). A row's ``line`` is a spend line's name, a COFOG group or
     division, or ``*`` (see :func:`allocation.apportion.choose_proxies`). Exactly one row must
     be ``*`` for any body and any line. Every row at
     fault (a repeated or blank line, a missing proxy or rationale) is named in one
@@ -85,12 +88,71 @@ def read_proxy_table(path: Path, *, source: str | None = None) -> pandas.DataFra
                                     "proxy fits", field="rationale", value="", row=row.line_no))
         else:
             seen[key] = row.line_no
-            rows.append({"body": body, **{c: v[c] for c in columns}, "row": str(row.line_no)})
+            rows.append({"body": body, **{c: v[c] for c in columns},
+                         "catchment": (v.get("catchment") or "").strip(),
+                         "row": str(row.line_no)})
     if not problems and ("*", "*") not in seen:
         problems.append(Problem("file", "there is no '*' row", "add one row with line '*' "
                                 "giving the proxy for every line not listed", field="line"))
     if problems:
         raise Rejected(source, problems)
-    out = pandas.DataFrame(rows, columns=["body", *columns, "row"]).astype(str)
+    out = pandas.DataFrame(rows, columns=["body", *columns, "catchment", "row"]).astype(str)
     out["row"] = out["row"].astype(int)
     return out
+
+
+#: What a netting rule does (see :mod:`allocation.netting`).
+NETTING_ACTIONS = ("not_counted", "part_of")
+#: The columns of a netting rules table.
+NETTING_COLUMNS = ("rule", "action", "dataset", "body", "function", "within_dataset",
+                   "within_body", "within_function", "rationale")
+
+
+def read_netting_rules(path: Path, *, source: str | None = None) -> pandas.DataFrame:
+    """Read a netting rules table (see :mod:`allocation.netting`), one rule a row.
+
+    Columns: ``rule, action, dataset, body, function, within_dataset, within_body,
+    within_function, rationale`` (the ``within_*`` columns only for ``part_of``; ``*`` matches
+    anything). Every row at fault is named in one :class:`~domain.errors.Rejected`. Whether the
+    datasets and bodies exist is checked by the run that uses the table.
+    """
+    path = Path(path)
+    source = source or path.name
+    problems: list[Problem] = []
+    rows: list[dict[str, str]] = []
+    seen: dict[str, int] = {}
+    for row in read_rows(path, ("rule", "action", "dataset", "body", "rationale"),
+                         source=source, problems=problems):
+        v = {c: (row.values.get(c) or "").strip() for c in NETTING_COLUMNS}
+        where = f"row {row.line_no}"
+
+        def bad(fld: str, reason: str, fix: str, _w: str = where, _r: int = row.line_no,
+                _v: dict = v) -> None:
+            problems.append(Problem(_w, reason, fix, field=fld, value=_v.get(fld), row=_r))
+
+        if not v["rule"]:
+            bad("rule", "no rule name", "give each rule a short name, e.g. cra-local-government")
+        elif v["rule"] in seen:
+            bad("rule", f"rule appears twice (first on row {seen[v['rule']]})",
+                "give each rule its own name")
+        if v["action"] not in NETTING_ACTIONS:
+            bad("action", "unknown action", "write not_counted or part_of")
+        for fld in ("dataset", "body"):
+            if not v[fld]:
+                bad(fld, f"no {fld}", f"name the {fld} the rule acts on, or '*'")
+        v["function"] = v["function"] or "*"
+        if v["action"] == "part_of":
+            for fld in ("within_dataset", "within_body"):
+                if not v[fld]:
+                    bad(fld, "a part_of rule names the lines it is part of",
+                        f"give {fld} (or '*')")
+            v["within_function"] = v["within_function"] or "*"
+        if not v["rationale"]:
+            bad("rationale", "no rationale", "say in a sentence why the money is counted once "
+                "this way (the docs and the conservation report quote it)")
+        if len(problems) == 0 or problems[-1].row != row.line_no:
+            seen[v["rule"]] = row.line_no
+            rows.append(v)
+    if problems:
+        raise Rejected(source, problems)
+    return pandas.DataFrame(rows, columns=list(NETTING_COLUMNS))

@@ -205,10 +205,16 @@ def _print_conservation(conn: object, run_id: int, conservation: dict) -> None:
         )
     console.print(table)
     passed = int(conservation.get("passed_on_pence", 0))
-    if passed:
+    netted = int(conservation.get("netted_pence", 0))
+    for rule in conservation.get("netting", []):
+        console.print(f"netting rule {escape(rule['rule'])} ({rule['action']}): "
+                      f"{rule['netted_pence']:,}p not counted twice - "
+                      f"{escape(rule['rationale'])}")
+    if passed or netted:
         console.print(
             f"reported {conservation['reported_pence']:,}p = {passed:,}p passed on to other "
-            f"bodies (counted where they spend it) + {conservation['total_pence']:,}p to place"
+            f"bodies (counted where they spend it) + {netted:,}p netted (counted in another "
+            f"dataset) + {conservation['total_pence']:,}p to place"
         )
     console.print(
         f"total {conservation['total_pence']:,}p = allocated "
@@ -240,6 +246,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                     "target_sets": tuple(args.to) if args.to else DEFAULT_TARGETS}
     if args.proxy_table:
         kwargs["proxy_table"] = Path(args.proxy_table)
+    if getattr(args, "netting_rules", None):
+        kwargs["netting_rules"] = (None if args.netting_rules == "none"
+                                   else Path(args.netting_rules))
+    kwargs["basis"] = getattr(args, "basis", "served")
     client = distributed.connect(settings.dask_scheduler)
     try:
         if client is not None:
@@ -317,9 +327,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     _check_port(args.host, args.port)
     args.load_kind = "embedded"
     cmd_load(args, settings)
-    for year in ("2013-14", "2014-15"):  # the report is 442 lines: see /runs/{id}/lines
+    # the whole public pound: both years on the served basis, 2014-15 (the year with GP
+    # payments, at each practice) on the delivered basis too; see /runs/{id}/lines
+    for year, basis in (("2013-14", "served"), ("2014-15", "served"), ("2014-15", "delivered")):
         args.year, args.proxy_table, args.report, args.publish, args.to = (
             year, None, False, True, None)
+        args.netting_rules, args.basis = None, basis
         cmd_run(args, settings)
     console.print(f"[bold]Ready in {time.perf_counter() - start:.0f}s.[/]")
     return cmd_serve(args, settings)
@@ -364,8 +377,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--year", default="2014-15", help="financial year, e.g. 2014-15")
     run.add_argument(
         "--proxy-table",
-        help="CSV with columns line,proxy,rationale and one '*' row (default: embedded table)",
+        help="CSV with columns [body,]line,proxy,[catchment,]rationale and one '*' row "
+        "(default: the embedded table)",
     )
+    run.add_argument("--netting-rules",
+                     help="CSV of netting rules (which money two datasets both report; "
+                     "default: the embedded rules); 'none' counts every line whole")
+    run.add_argument("--basis", choices=["served", "delivered"], default="served",
+                     help="where money paid to a site counts: over the residents its "
+                     "catchment serves (default), or at the site")
     run.add_argument("--to", action="append", metavar="SET",
                      help="boundary set to publish through (repeatable; default: Hackney's "
                      "and London's 2014 wards)")

@@ -133,7 +133,9 @@ class ProxyOptions(_Options):
     unit_set: str = Field(description="the boundary set whose codes the file carries")
     year: int = Field(ge=1900, le=2100)
     code_field: str | None = None
-    value_field: str
+    value_field: str = Field(description="the field holding each unit's value")
+    also_add: tuple[str, ...] = Field((), description="further fields added to value_field "
+                                      "(e.g. Persons_30-44 and Persons_45-64 to Persons_16-29)")
     measure: str = Field("residents", description="residents, households, pupils, patients...")
     source: str | None = None
     licence: str = "not stated"
@@ -432,10 +434,11 @@ def load_proxy(conn: Connection, upload: Upload, opts: ProxyOptions, *,
         values: list[float] = []
         seen: dict[str, int] = {}
         with step(f"Proxy {opts.slug}"):
-            for row in read_rows(upload.path, (code_field, opts.value_field),
+            fields = (opts.value_field, *opts.also_add)
+            for row in read_rows(upload.path, (code_field, *fields),
                                  encoding=opts.encoding, source=upload.name,
                                  problems=problems):
-                code, text = row.values[code_field], row.values[opts.value_field]
+                code = row.values[code_field]
                 where = f"row {row.line_no}"
                 if not code:
                     problems.append(Problem(where, "no unit code", "give every row its code",
@@ -453,15 +456,19 @@ def load_proxy(conn: Connection, upload: Upload, opts: ProxyOptions, *,
                                             "belong to", field=code_field, value=code,
                                             row=row.line_no))
                     continue
-                value = float(text) if _COUNT.match(text) else float("nan")
-                if not np.isfinite(value) or value < 0:
-                    problems.append(Problem(where, "not a number of zero or more",
-                                            f"put a count in {opts.value_field}",
-                                            field=opts.value_field, value=text,
-                                            row=row.line_no))
-                    continue
-                codes.append(code)
-                values.append(value)
+                value = 0.0
+                for fld in fields:
+                    text = row.values[fld]
+                    one = float(text) if _COUNT.match(text) else float("nan")
+                    if not np.isfinite(one) or one < 0:
+                        problems.append(Problem(where, "not a number of zero or more",
+                                                f"put a count in {fld}", field=fld,
+                                                value=text, row=row.line_no))
+                        break
+                    value += one
+                else:
+                    codes.append(code)
+                    values.append(value)
         if problems:
             raise Rejected(upload.name, problems)
         if not codes:

@@ -21,14 +21,15 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 
-from allocation import pipeline
-from allocation.apportion import AT_POINT, ESTIMATE_PREFIX, atom_proxy_values, choose_proxies
+from allocation import netting, pipeline
+from allocation.apportion import AT_POINT, ESTIMATE_PREFIX, atom_proxy_values, choose_rows
 from allocation.apportion import line_spread as spread_one_line
+from allocation.catchment import CATCHMENT_PREFIX, catchment_weights
 from allocation.crosswalk import unit_crosswalk as crosswalk_of_units
 from allocation.estimates import estimate_sets
 from allocation.estimates import expand as expand_estimates
@@ -39,14 +40,17 @@ from domain.errors import BadRequest, InputError, NotFound, Problem, Rejected
 from domain.version import ALGORITHM_VERSION
 from geo.atoms import build_atoms
 from geo.crosswalk import build_crosswalk_via_cuts, nested_crosswalk
-from intake.reference import read_proxy_table
+from intake.reference import NETTING_COLUMNS, read_netting_rules, read_proxy_table
 from placespend import __version__
 from placespend.progress import Step, quiet
 from store import atoms as store_atoms
 from store import boundaries as store_boundaries
 from store import reference, runs, spend
+from store import sites as store_sites
 from store import transfers as store_transfers
 from store.db import Connection
+
+Basis = Literal["served", "delivered"]
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -64,6 +68,12 @@ class RunRequest:
     zone_set: str = "london-lsoa-2011"
     cut_set: str = "london-wards-2014"
     proxy_table: Path = field(default_factory=lambda: catalog.path(catalog.DEFAULT_PROXIES_PATH))
+    #: Which money two datasets both report, and which of them counts it (``None``: no rules).
+    netting_rules: Path | None = field(
+        default_factory=lambda: catalog.path(catalog.NETTING_RULES_PATH))
+    #: Where a line reported at a site counts: ``served`` (over the residents its site serves,
+    #: by the catchment its proxy table row names) or ``delivered`` (at the site).
+    basis: Basis = "served"
     #: Publications derived with the run (not made current: see :func:`publish`).
     target_sets: tuple[str, ...] = DEFAULT_TARGETS
 
@@ -78,9 +88,21 @@ class RunResult:
     conservation: dict
 
 
-def collection_id(target_set: str, financial_year: str) -> str:
-    """The published id: ``hackney-wards-2014-spend-2014-15`` (no dots, for QGIS)."""
-    return f"{target_set}-spend-{financial_year}"
+def collection_id(target_set: str, financial_year: str, basis: Basis = "served") -> str:
+    """The published id: ``hackney-wards-2014-spend-2014-15`` (no dots, for QGIS).
+
+    A run on the delivered basis has ``-delivered`` after it.
+    """
+    suffix = "" if basis == "served" else f"-{basis}"
+    return f"{target_set}-spend-{financial_year}{suffix}"
+
+
+#: How each basis is described on a collection.
+BASIS_TEXT = {
+    "served": "who it serves: money paid to a site is spread over the residents its catchment "
+              "serves where the proxy table names a catchment",
+    "delivered": "where it is delivered: money paid to a site is counted at the site",
+}
 
 
 def ensure_atoms(conn: Connection, zone_set: str, cut_set: str, step: Step = quiet,
@@ -146,40 +168,65 @@ def ensure_crosswalk(
 
 
 def _inputs_sha(lines: pd.DataFrame, request: RunRequest, atom_set: int,
-                proxies: pd.DataFrame, flows: pd.DataFrame) -> str:
+                proxies: pd.DataFrame, flows: pd.DataFrame, netted: pd.DataFrame) -> str:
     """The fingerprint of what decides a run's figures.
 
-    That is the lines (net of what was passed on) with their proxies, the transfers counted,
-    the proxy values, the atom set and the algorithm version; never the target sets
-    (publications are derived from a run).
+    That is the lines (net of what was passed on and netted) with their proxies, the
+    transfers counted, the netting rules' outcome, the proxy values, the atom set, the basis
+    and the algorithm version; never the target sets (publications are derived from a run).
     """
     h = hashlib.sha256()
     h.update(lines[["line_id", "amount_pence", "proxy"]].to_csv(index=False).encode())
+    if request.basis == "served" and lines["area_set"].astype(str).str.startswith(
+            CATCHMENT_PREFIX).any():  # which lines are spread over a site's catchment
+        h.update(lines[["area_set", "area_code"]].to_csv(index=False).encode())
     if len(flows):
         h.update(flows.drop(columns="transfer_ids").to_csv(index=False).encode())
     if estimate_sets(lines):  # a body's own shares change where its pence go
         h.update(json.dumps([s if isinstance(s, dict) else None for s in lines["shares"]],
                             sort_keys=True).encode())
     h.update(proxies.sort_values(["proxy", "unit_code"]).to_csv(index=False).encode())
-    h.update(json.dumps([request.cut_set, request.zone_set, atom_set,
+    if len(netted):
+        h.update(netted.to_csv(index=False).encode())
+    h.update(json.dumps([request.cut_set, request.zone_set, atom_set, request.basis,
                          ALGORITHM_VERSION]).encode())
     return h.hexdigest()
 
 
-def _membership(conn: Connection, atom_set_id: int, lines: pd.DataFrame, step: Step = quiet
-                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _choose(lines: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """The lines with the proxy (and, for a site's lines, the catchment) the table gives them."""
+    rows = choose_rows(lines, table).to_numpy(dtype=np.intp)
+    catchments = (table["catchment"] if "catchment" in table
+                  else pd.Series("", index=table.index)).fillna("").astype(str)
+    return lines.assign(proxy=table["proxy"].astype(str).to_numpy()[rows],
+                        catchment=catchments.to_numpy()[rows])
+
+
+def _membership(conn: Connection, atom_set_id: int, lines: pd.DataFrame, step: Step = quiet,
+                *, basis: Basis = "delivered") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Which atoms each line's area holds: (lines, membership atom_id, set, code, weight).
 
     A line reported for an area reaches the atoms of that area (a stored crosswalk); a line
     reported at a point (a site, a postcode, coordinates) reaches the one atom its point falls
-    in, and is placed there directly (area set :data:`AT_POINT`, code the atom id).
+    in, and is placed there directly (area set :data:`AT_POINT`, code the atom id) on the
+    *delivered* basis. On the *served* basis a line reported at a site whose proxy table row
+    names a catchment reaches the atoms its site's catchment covers
+    (:mod:`allocation.catchment`), weighted by the share of their residents it serves.
     """
     at_point = lines["area_set"].isna() & lines["x"].notna()
     lines = lines.copy()
+    if basis == "served" and "catchment" in lines and "site_id" in lines:
+        served = (at_point & lines["site_id"].notna()
+                  & (lines["catchment"].fillna("").astype(str) != "")).to_numpy().copy()
+    else:
+        served = np.zeros(len(lines), dtype=bool)
+    lines["basis_note"] = None
+    catchment_parts = _catchments(conn, atom_set_id, lines, served, step) if served.any() else []
+    at_point &= ~served
     parts = [
         ensure_crosswalk(conn, atom_set_id, area_set, step).assign(set=area_set)
         .rename(columns={"target_code": "code"})
-        for area_set in sorted(map(str, lines.loc[~at_point, "area_set"].unique()))
+        for area_set in sorted(map(str, lines.loc[~at_point & ~served, "area_set"].unique()))
     ]
     for share_set in estimate_sets(lines):  # parts placed by a body's own shares
         parts.append(ensure_crosswalk(conn, atom_set_id, share_set, step)
@@ -194,7 +241,56 @@ def _membership(conn: Connection, atom_set_id: int, lines: pd.DataFrame, step: S
         used = np.unique(found[found >= 0])
         parts.append(pd.DataFrame({"atom_id": used.astype(np.int64), "set": AT_POINT,
                                    "code": used.astype(str), "weight": 1.0}))
-    return lines, pd.concat(parts, ignore_index=True)
+    return lines, pd.concat([*parts, *catchment_parts], ignore_index=True)
+
+
+def _catchments(conn: Connection, atom_set_id: int, lines: pd.DataFrame, served: np.ndarray,
+                step: Step) -> list[pd.DataFrame]:
+    """Point the ``served`` lines at their site's catchment; return the membership rows.
+
+    One membership set per site set and size attribute.
+
+    ``lines`` and ``served`` are changed in place: a line whose site has size 0 (a practice
+    with no registered patients serves no list) stays at its site, with a note saying so.
+    """
+    sites = store_sites.sites_with(conn, sorted({int(v) for v in lines.loc[served, "site_id"]}))
+    by_id = sites.set_index("site_id")
+    with step(f"Catchments of {int(served.sum()):,} sites' lines"):
+        points = store_atoms.atom_points(conn, atom_set_id)
+        parts = []
+        keys = pd.DataFrame({"set": by_id.loc[lines.loc[served, "site_id"].astype(np.int64),
+                                              "set_slug"].to_numpy(),
+                             "attr": lines.loc[served, "catchment"].to_numpy()},
+                            index=lines.index[served])
+        for (set_slug, attr), mine in keys.groupby(["set", "attr"]):
+            rivals = sites[sites["set_slug"] == set_slug]
+            size = pd.to_numeric(rivals["attrs"].map(lambda a, k=attr: a.get(k)),
+                                 errors="coerce")
+            own = by_id.loc[lines.loc[mine.index, "site_id"].astype(np.int64)]
+            own_size = pd.to_numeric(own["attrs"].map(lambda a, k=attr: a.get(k)),
+                                     errors="coerce").to_numpy()
+            if np.isnan(own_size).any():
+                raise InputError(
+                    f"site {own['site_code'].to_numpy()[np.isnan(own_size)][0]} of {set_slug} "
+                    f"has no number in {attr!r}, which sizes its catchment",
+                    f"load the site set with a {attr} field for every site, or name another "
+                    "field in the proxy table's catchment column")
+            empty = mine.index[own_size <= 0]
+            lines.loc[empty, "basis_note"] = (f"its site has no {attr}: it serves no list, so "
+                                              "it is counted at the site, where it is delivered")
+            served[lines.index.get_indexer(empty)] = False
+            mine, own = mine.loc[own_size > 0], own.loc[own_size > 0]
+            weights = catchment_weights(points, pd.DataFrame({
+                "code": rivals["site_code"].to_numpy(), "x": rivals["x"].to_numpy(),
+                "y": rivals["y"].to_numpy(), "size": size.fillna(0).to_numpy()}))
+            area_set = f"{CATCHMENT_PREFIX}{set_slug}/{attr}"
+            lines.loc[mine.index, "area_set"] = area_set
+            lines.loc[mine.index, "area_code"] = own["site_code"].to_numpy()
+            lines.loc[mine.index, ["x", "y"]] = np.nan
+            wanted = weights["code"].isin(set(own["site_code"]))
+            parts.append(weights.loc[wanted].assign(set=area_set)[
+                ["atom_id", "set", "code", "weight"]])
+    return parts
 
 
 @dataclass(frozen=True)
@@ -206,6 +302,8 @@ class _Gathered:
     table: pd.DataFrame
     #: The transfers counted once, with what was taken off the payers' lines.
     flows: pd.DataFrame
+    #: What each netting rule took off (:class:`allocation.netting.Netted`'s report).
+    netting: pd.DataFrame
 
 
 def _inputs(conn: Connection, request: RunRequest, step: Step,
@@ -218,8 +316,9 @@ def _inputs(conn: Connection, request: RunRequest, step: Step,
             "the London data), or choose a year that has lines",
         )
     table = read_proxy_table(request.proxy_table)
-    _check_table_lines(table, lines, request, spend.known_names(conn))
-    lines["proxy"] = choose_proxies(lines, table).to_numpy()
+    known = spend.known_names(conn)
+    _check_table_lines(table, lines, request, known)
+    lines = _choose(lines, table)
     atom_set_id = ensure_atoms(conn, request.zone_set, request.cut_set, step, client)
     atoms = store_atoms.read_atoms(conn, atom_set_id)
     values = reference.proxy_values(conn, store_boundaries.set_id(conn, request.zone_set))
@@ -228,11 +327,48 @@ def _inputs(conn: Connection, request: RunRequest, step: Step,
             f"proxy {RESIDENTS} is not loaded on {request.zone_set}",
             "load it (`placespend load proxy FILE`, or `placespend load embedded`)",
         )
-    lines, membership = _membership(conn, atom_set_id, lines, step)
+    lines, membership = _membership(conn, atom_set_id, lines, step, basis=request.basis)
+    netted = _netting(lines, request, known)
     counted = count_once(store_transfers.transfers_for_year(conn, request.financial_year))
-    lines, flows = net_of_transfers(lines, counted)
+    lines, flows = net_of_transfers(netted.lines, counted)
     inputs = pipeline.Inputs(lines, atoms, values, membership, request.cut_set)
-    return _Gathered(inputs, atom_set_id, table, flows)
+    return _Gathered(inputs, atom_set_id, table, flows, netted.report)
+
+
+def _netting(lines: pd.DataFrame, request: RunRequest, known: dict[str, set[str]]
+             ) -> netting.Netted:
+    """The lines net of the request's netting rules (none: every line counts whole)."""
+    if request.netting_rules is None:
+        rules = pd.DataFrame(columns=list(NETTING_COLUMNS))
+    else:
+        rules = read_netting_rules(request.netting_rules)
+        _check_rule_names(rules, known, request.netting_rules.name)
+    return netting.apply_rules(lines, rules)
+
+
+def _check_rule_names(rules: pd.DataFrame, known: dict[str, set[str]], source: str) -> None:
+    """Refuse a rule naming a dataset or body that looks like a typo of a loaded one.
+
+    A name close to a loaded one but not it would silently net nothing, so it is refused
+    with the name it is close to. A name like nothing loaded is kept (a general table, such as
+    the default one, may name datasets this database does not have): the rule then nets
+    nothing and the conservation report says so.
+    """
+    problems = []
+    for i, r in enumerate(rules.itertuples(index=False)):
+        for fld, kind in (("dataset", "datasets"), ("body", "bodies"),
+                          ("within_dataset", "datasets"), ("within_body", "bodies")):
+            value = getattr(r, fld)
+            if not value or value == "*" or value in known[kind]:
+                continue
+            close = difflib.get_close_matches(value, sorted(known[kind]), n=1, cutoff=0.8)
+            if close:
+                problems.append(Problem(
+                    f"rule {r.rule}", f"no {'dataset' if kind == 'datasets' else 'body'} of "
+                    "this name is loaded", f"did you mean {close[0]!r}? name it as loaded, "
+                    "or '*'", field=fld, value=value, row=i + 2))
+    if problems:
+        raise Rejected(source, problems)
 
 
 def _check_table_lines(table: pd.DataFrame, lines: pd.DataFrame, request: RunRequest,
@@ -241,11 +377,15 @@ def _check_table_lines(table: pd.DataFrame, lines: pd.DataFrame, request: RunReq
 
     A row names a body (or ``*``) and a line's name, COFOG group or division (or ``*``). It
     must name a loaded body and a name some loaded line (or mapped code, or COFOG code) has:
-    a general table, such as the default one, may name lines a given year does not have.
+    a general table, such as the default one, may name lines a given year does not have, and
+    the default table's rows for an embedded body that is not loaded fit nothing and are let be.
     ``known``: "bodies" and "names" loaded (:func:`store.spend.known_names`).
     """
     problems = []
+    general = Path(request.proxy_table) == catalog.path(catalog.DEFAULT_PROXIES_PATH)
     for r in table.itertuples():
+        if general and r.body != "*" and r.body not in known["bodies"]:
+            continue  # the default table's rows for embedded bodies this database lacks
         if r.body != "*" and r.body not in known["bodies"]:
             close = difflib.get_close_matches(r.body, sorted(known["bodies"]), n=1)
             problems.append(Problem(
@@ -278,7 +418,8 @@ def make_run(conn: Connection, request: RunRequest, step: Step = quiet,
     """
     got = _inputs(conn, request, step, client)
     inputs, atom_set_id, table = got.inputs, got.atom_set_id, got.table
-    sha = _inputs_sha(inputs.lines, request, atom_set_id, inputs.proxy_values, got.flows)
+    sha = _inputs_sha(inputs.lines, request, atom_set_id, inputs.proxy_values, got.flows,
+                      got.netting)
     existing = runs.find_run(conn, sha)
     if existing is not None:
         run_id = int(existing["id"])
@@ -298,12 +439,15 @@ def make_run(conn: Connection, request: RunRequest, step: Step = quiet,
             "financial_year": request.financial_year,
             "zone_set": request.zone_set,
             "cut_set": request.cut_set,
-            "proxy_table": table[["body", "line", "proxy"]].to_dict(orient="records"),
+            "proxy_table": table[["body", "line", "proxy", "catchment"]].to_dict(
+                orient="records"),
             "bodies": bodies,
+            "basis": request.basis,
         }
         a = result.apportionment
         outcomes, conservation = _with_transfers(a.outcomes, inputs.lines, got.flows,
-                                                 result.report.summary())
+                                                 got.netting, result.report.summary())
+        conservation["location_basis"] = _basis_summary(inputs.lines, request.basis)
         body_ids = {slug: int(row["id"]) for slug, row in reference.bodies(conn).items()}
         with step(f"Storing the run ({len(a.product):,} atom amounts)"), conn.transaction():
             runs.lock_runs(conn)
@@ -325,42 +469,82 @@ def make_run(conn: Connection, request: RunRequest, step: Step = quiet,
     return RunResult(run_id, created, tuple(made), got["conservation"])
 
 
+def _basis_summary(lines: pd.DataFrame, basis: Basis) -> dict:
+    """What the run's location basis did, in lines and pence.
+
+    How many were reported at a point and counted there, and how many were spread over a
+    site's catchment.
+    """
+    area_set = lines["area_set"].astype(str)
+    at_point = (area_set == AT_POINT).to_numpy()
+    by_catchment = area_set.str.startswith(CATCHMENT_PREFIX).to_numpy()
+    pence = lines["amount_pence"].to_numpy(dtype=np.int64)
+    return {"basis": basis, "text": BASIS_TEXT[basis],
+            "at_point_lines": int(at_point.sum()), "at_point_pence": int(pence[at_point].sum()),
+            "catchment_lines": int(by_catchment.sum()),
+            "catchment_pence": int(pence[by_catchment].sum())}
+
+
 def _with_transfers(outcomes: pd.DataFrame, lines: pd.DataFrame, flows: pd.DataFrame,
-                    summary: dict) -> tuple[pd.DataFrame, dict]:
-    """Line outcomes and totals that say what each payer passed on (and each payee got)."""
-    passed = lines.set_index("line_id")["passed_on_pence"]
+                    netted: pd.DataFrame, summary: dict) -> tuple[pd.DataFrame, dict]:
+    """Line outcomes and totals that say what was passed on, received and netted.
+
+    What each payer passed on (and each payee got), and what each netting rule took off which
+    line.
+    """
+    by_id = lines.set_index("line_id")
+    passed, net_off = by_id["passed_on_pence"], by_id["netted_pence"]
     out = outcomes.copy()
     out["passed_on_pence"] = out["line_id"].map(passed).fillna(0).astype("int64")
-    notes = passed_on_reason(lines, flows).set_axis(lines["line_id"].to_numpy())
-    note = out["line_id"].map(notes)
-    out["reason"] = note.where(note.notna(), out["reason"])
+    out["netted_pence"] = out["line_id"].map(net_off).fillna(0).astype("int64")
+    notes = pd.concat([by_id["netting"], by_id["basis_note"],
+                       passed_on_reason(lines, flows).set_axis(by_id.index),
+                       outcomes.set_index("line_id")["reason"].reindex(by_id.index)], axis=1)
+    joined = notes.apply(lambda r: "; ".join(str(v) for v in r if isinstance(v, str)) or None,
+                         axis=1)
+    out["reason"] = out["line_id"].map(joined)
     by_body = lines.assign(placed=outcomes.set_index("line_id")["allocated_pence"].reindex(
         lines["line_id"]).to_numpy()).groupby("body").agg(
         placed_pence=("placed", "sum"), passed_on_pence=("passed_on_pence", "sum"),
-        net_pence=("amount_pence", "sum"))
+        netted_pence=("netted_pence", "sum"), net_pence=("amount_pence", "sum"))
     received = (flows.groupby("payee")["deducted_pence"].sum() if len(flows)
                 else pd.Series(dtype="int64"))
     summary = {**summary,
                "passed_on_pence": int(passed.sum()),
-               "reported_pence": int(summary["total_pence"] + passed.sum()),
-               "bodies": {str(b): {"reported_pence": int(r.net_pence + r.passed_on_pence),
+               "netted_pence": int(net_off.sum()),
+               "reported_pence": int(summary["total_pence"] + passed.sum() + net_off.sum()),
+               "bodies": {str(b): {"reported_pence": int(r.net_pence + r.passed_on_pence
+                                                         + r.netted_pence),
                                    "passed_on_pence": int(r.passed_on_pence),
+                                   "netted_pence": int(r.netted_pence),
                                    "received_pence": int(received.get(b, 0)),
                                    "placed_pence": int(r.placed_pence)}
                           for b, r in by_body.iterrows()},
-               "transfers": int(len(flows))}
+               "transfers": int(len(flows)),
+               "netting": netted.to_dict(orient="records")}
     return out, summary
 
 
 def _by_area(conn: Connection, run: dict, atoms: pd.DataFrame, proxies: pd.DataFrame
              ) -> pipeline.Run:
     """The run's own lines apportioned by the area method (no proxy): each figure's range."""
-    lines = spend.read_lines(conn, run_id=int(run["id"]))
-    lines, membership = _membership(conn, int(run["atom_set_id"]), lines)
+    lines, membership = _placed_as_run(conn, run, spend.read_lines(conn, run_id=int(run["id"])))
     cut = store_atoms.get_atom_set(conn, int(run["atom_set_id"]))["cut_slug"]
     inputs = pipeline.Inputs(lines, atoms, pd.DataFrame(columns=["proxy", "unit_code", "value"]),
                              membership, cut, atom_proxies=proxies)
     return pipeline.compute(pipeline.by_area(inputs))
+
+
+def _placed_as_run(conn: Connection, run: dict, lines: pd.DataFrame
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A run's own lines (or some of them) with the membership the run placed them by.
+
+    That is its location basis, and each site's catchment as its proxy table named it.
+    """
+    table = pd.DataFrame(run["params"]["proxy_table"])
+    lines = lines.assign(catchment=_choose(lines, table)["catchment"].to_numpy())
+    return _membership(conn, int(run["atom_set_id"]), lines,
+                       basis=run["params"].get("basis", "served"))
 
 
 def derive_publications(
@@ -394,14 +578,16 @@ def derive_publications(
                 pub = pipeline.publish(computed, target_set, xw, units, bodies,
                                        alternative=pipeline.Alternative(alternative, atoms))
             year = run["financial_year"]
+            basis = run["params"].get("basis", "served")
             writes.append(runs.CollectionWrite(
-                collection_id=collection_id(target_set, year),
+                collection_id=collection_id(target_set, year, basis),
                 target_set_id=int(meta["id"]),
-                title=f"Public spend {year}: {meta['name']}",
+                title=f"Public spend {year} ({basis} basis): {meta['name']}",
                 description=(
-                    f"Net current expenditure {year} of {', '.join(bodies)} apportioned to "
-                    f"{meta['name']} ({len(units)} features), run {run_id}. Pounds; per_head "
-                    f"uses {RESIDENTS}."
+                    f"Public spend {year} of {len(bodies)} bodies ({', '.join(bodies)}) "
+                    f"apportioned to {meta['name']} ({len(units)} features), run {run_id}, "
+                    f"on one location basis, {BASIS_TEXT[basis]}. Pounds; per_head uses "
+                    f"{RESIDENTS}."
                 ),
                 target_alloc=pub.target_alloc,
                 allocated_pence=pub.outcome.allocated_pence,
@@ -498,7 +684,7 @@ def line_spread(conn: Connection, run_id: int, line_id: int) -> pd.DataFrame:
     if not estimate_sets(lines):  # only the lines that can share a split with this one
         lines = lines.loc[(lines["area_set"] == me["area_set"])
                           | (lines["area_set"].isna() & pd.isna(me["area_set"]))]
-    lines, membership = _membership(conn, int(run["atom_set_id"]), lines)
+    lines, membership = _placed_as_run(conn, run, lines)
     proxies = atom_proxy_values(atoms, reference.proxy_values(conn, int(atom_set["zone_set_id"])))
     parts = expand_estimates(lines)
     ids = [line_id] if parts is None else parts.lines["line_id"][parts.source == line_id]

@@ -137,3 +137,16 @@ def atoms_at(conn: Connection, atom_set_id: int, xs: list[float], ys: list[float
         (atom_set_id, xs, ys),
     ).fetchall()
     return [-1 if r["atom_id"] is None else int(r["atom_id"]) for r in rows]
+
+
+def atom_points(conn: Connection, atom_set_id: int) -> pd.DataFrame:
+    """A point inside each atom (EPSG:27700), by atom_id: atom_id, x, y.
+
+    ``ST_PointOnSurface``, so the point is inside the atom even when the atom is a crescent.
+    """
+    rows = conn.execute(
+        "SELECT atom_id, ST_X(p) AS x, ST_Y(p) AS y FROM (SELECT atom_id,"
+        " ST_PointOnSurface(geom) AS p FROM atom WHERE atom_set_id = %s) q ORDER BY atom_id",
+        (atom_set_id,),
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["atom_id", "x", "y"])

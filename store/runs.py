@@ -79,9 +79,15 @@ def list_runs(conn: Connection) -> list[dict]:
 
 
 def current_run(conn: Connection) -> int | None:
-    """The run most recently published to any collection, or None."""
+    """The run most recently published to any collection, or None.
+
+    Runs on the default location basis (*served*) come first: a run on the delivered basis
+    answers only when it is the only kind published.
+    """
     row = conn.execute(
-        "SELECT run_id FROM collection_current ORDER BY updated_at DESC, run_id DESC LIMIT 1"
+        "SELECT c.run_id FROM collection_current c JOIN run r ON r.id = c.run_id"
+        " ORDER BY coalesce(r.params->>'basis', 'served') = 'served' DESC, c.updated_at DESC,"
+        " c.run_id DESC LIMIT 1"
     ).fetchone()
     return None if row is None else int(row["run_id"])
 
@@ -124,8 +130,9 @@ def save_run(
     """Write a run: its totals, line outcomes, slices and atom product. Returns its id.
 
     ``outcomes``: line_id, proxy, method, allocated_pence, reason (and passed_on_pence, what
-    went to another body, if any). ``slices``: slice_id, body
-    (slug), cofog_code, method. ``product``: atom_id, slice_id, amount_pence.
+    went to another body, and netted_pence, what a netting rule took off, if any).
+    ``slices``: slice_id, body (slug), cofog_code, method. ``product``: atom_id, slice_id,
+    amount_pence.
     Call inside the caller's transaction.
     """
     run_id = int(
@@ -139,15 +146,16 @@ def save_run(
     )
     with conn.cursor().copy(
         "COPY run_line (run_id, line_id, proxy, method, allocated_pence, reason,"
-        " passed_on_pence) FROM STDIN"
+        " passed_on_pence, netted_pence) FROM STDIN"
     ) as copy:
-        passed = (outcomes["passed_on_pence"] if "passed_on_pence" in outcomes
-                  else pd.Series(0, index=outcomes.index))
-        for (line_id, proxy, method, pence, reason), gone in zip(outcomes[
+        zero = pd.Series(0, index=outcomes.index)
+        passed = outcomes["passed_on_pence"] if "passed_on_pence" in outcomes else zero
+        netted = outcomes["netted_pence"] if "netted_pence" in outcomes else zero
+        for (line_id, proxy, method, pence, reason), gone, net in zip(outcomes[
             ["line_id", "proxy", "method", "allocated_pence", "reason"]
-        ].itertuples(index=False, name=None), passed, strict=True):
+        ].itertuples(index=False, name=None), passed, netted, strict=True):
             copy.write_row((run_id, int(line_id), proxy, _text(method), int(pence),
-                            _text(reason), int(gone)))
+                            _text(reason), int(gone), int(net)))
     with conn.cursor().copy(
         "COPY run_slice (run_id, slice_id, body_id, cofog_code, method) FROM STDIN"
     ) as copy:
@@ -205,14 +213,15 @@ def run_lines(conn: Connection, run_id: int, *, limit: int | None = None,
     """The run's conservation table, one row per source line (or just ``line_id``), by id.
 
     Columns: line_id, body, line, cofog_code, area, amount_pence (as loaded),
-    allocated_pence, passed_on_pence (to another body, counted there), unallocated_pence,
+    allocated_pence, passed_on_pence (to another body, counted there), netted_pence (counted
+    in another dataset, by a netting rule), unallocated_pence,
     method, proxy, reason, source_row.
     """
     rows = conn.execute(
         "SELECT r.line_id, b.slug AS body, l.line, l.cofog_code,"
         " s.slug || ':' || l.area_code AS area, l.amount_pence, r.allocated_pence,"
-        " r.passed_on_pence,"
-        " l.amount_pence - r.allocated_pence - r.passed_on_pence AS unallocated_pence,"
+        " r.passed_on_pence, r.netted_pence, l.amount_pence - r.allocated_pence"
+        " - r.passed_on_pence - r.netted_pence AS unallocated_pence,"
         " r.method, r.proxy, r.reason, l.source_row" + LINE_JOINS
         + " JOIN run_line r ON r.line_id = l.id"
         " WHERE r.run_id = %s AND (%s::bigint IS NULL OR r.line_id = %s::bigint)"
@@ -220,7 +229,8 @@ def run_lines(conn: Connection, run_id: int, *, limit: int | None = None,
         (run_id, line_id, line_id, limit, offset),
     ).fetchall()
     cols = ["line_id", "body", "line", "cofog_code", "area", "amount_pence", "allocated_pence",
-            "passed_on_pence", "unallocated_pence", "method", "proxy", "reason", "source_row"]
+            "passed_on_pence", "netted_pence", "unallocated_pence", "method", "proxy", "reason",
+            "source_row"]
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -153,3 +153,17 @@ def site_points(conn: Connection, set_slug: str) -> dict[str, tuple[int, float, 
     ).fetchall()
     return {r["site_code"]: (int(r["id"]), float(r["x"]), float(r["y"])) for r in rows}
 
+
+
+def sites_with(conn: Connection, site_ids: list[int]) -> pd.DataFrame:
+    """Every site of the site-set versions the given sites belong to (their competitors).
+
+    Columns: site_id, set_slug, site_code, x, y (EPSG:27700), attrs (the file's other fields).
+    """
+    rows = conn.execute(
+        "SELECT s.id AS site_id, ss.slug AS set_slug, s.site_code, ST_X(s.geom) AS x,"
+        " ST_Y(s.geom) AS y, s.attrs FROM site s JOIN site_set ss ON ss.id = s.set_id"
+        " WHERE s.set_id IN (SELECT set_id FROM site WHERE id = ANY(%s::bigint[]))"
+        " ORDER BY s.id", (site_ids,),
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["site_id", "set_slug", "site_code", "x", "y", "attrs"])

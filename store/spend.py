@@ -99,8 +99,11 @@ def _shares_json(shares: object, *, set_slug: str | None) -> str | None:
 #: How a spend line is read with its body and reporting area (``l``, ``b``, ``s``).
 LINE_JOINS = (" FROM spend_line l JOIN body b ON b.id = l.body_id"
               " LEFT JOIN boundary_set s ON s.id = l.area_set_id")
+#: The dataset of a line (``sc``): its batch's scope for its body and year.
+_SCOPE_JOIN = (" JOIN spend_scope sc ON sc.batch_id = l.batch_id AND sc.body_id = l.body_id"
+               " AND sc.financial_year = l.financial_year")
 _COLUMNS = ["line_id", "body", "line", "cofog_code", "amount_pence", "area_set", "area_code",
-            "source_row", "x", "y", "source_code", "shares"]
+            "source_row", "x", "y", "source_code", "shares", "dataset", "site_id"]
 
 
 def read_lines(conn: Connection, *, financial_year: str | None = None,
@@ -110,29 +113,31 @@ def read_lines(conn: Connection, *, financial_year: str | None = None,
     For a year: the lines of the current batch of each body (a superseded batch's lines are
     not read), expenditure only (income is kept apart), reported for an area or at a point.
     For a run: the
-    lines it used, net of what it counted as passed on to another body, with the proxy it gave
-    each.
+    lines it used, net of what it counted as passed on to another body and of what its netting
+    rules took off, with the proxy it gave each.
 
     Columns: line_id, body, line, cofog_code, amount_pence, area_set, area_code, source_row,
     x, y (EPSG:27700, for a line reported at a point; else NaN), source_code (the function as
-    given: an RS line, a COFOG group...), shares (the body's own estimate, or None), and proxy
-    for a run.
+    given: an RS line, a COFOG group...), shares (the body's own estimate, or None), dataset
+    (the spend dataset the line was loaded as), site_id (the site a line was reported at, or
+    None), and proxy for a run.
     """
     if (financial_year is None) == (run_id is None):
         raise ValueError("give a financial year or a run, not both")
     select = ("SELECT l.id AS line_id, b.slug AS body, l.line, l.cofog_code, l.amount_pence,"
               " s.slug AS area_set, l.area_code, l.source_row, ST_X(l.geom) AS x,"
-              " ST_Y(l.geom) AS y, l.source_code, l.shares")
+              " ST_Y(l.geom) AS y, l.source_code, l.shares, sc.dataset, l.site_id")
     if run_id is None:
-        sql = (select + LINE_JOINS + " JOIN (SELECT DISTINCT batch_id, body_id, financial_year"
+        sql = (select + LINE_JOINS + _SCOPE_JOIN
+               + " JOIN (SELECT DISTINCT batch_id, body_id, financial_year"
                " FROM spend_current) c ON c.batch_id = l.batch_id"
                " AND c.body_id = l.body_id AND c.financial_year = l.financial_year"
                " WHERE l.financial_year = %s AND l.kind = 'expenditure' ORDER BY l.id")
         rows = conn.execute(sql, (financial_year,)).fetchall()
         return pd.DataFrame(rows, columns=_COLUMNS)
-    select = select.replace("l.amount_pence,", "l.amount_pence - r.passed_on_pence AS"
-                            " amount_pence,")
-    sql = (select + ", r.proxy" + LINE_JOINS + " JOIN run_line r ON r.line_id = l.id"
+    select = select.replace("l.amount_pence,", "l.amount_pence - r.passed_on_pence"
+                            " - r.netted_pence AS amount_pence,")
+    sql = (select + ", r.proxy" + LINE_JOINS + _SCOPE_JOIN + " JOIN run_line r ON r.line_id = l.id"
            " WHERE r.run_id = %s ORDER BY l.id")
     return pd.DataFrame(conn.execute(sql, (run_id,)).fetchall(), columns=[*_COLUMNS, "proxy"])
 
@@ -157,10 +162,14 @@ def attributions(conn: Connection, run_id: int) -> list[str]:
 
 
 def known_names(conn: Connection) -> dict[str, set[str]]:
-    """What a proxy table may name: loaded bodies, and line names, mapped codes, COFOG codes."""
+    """What a proxy table or netting rules may name.
+
+    That is loaded bodies, datasets, and line names, mapped codes, COFOG codes.
+    """
     bodies = {r["slug"] for r in conn.execute("SELECT slug FROM body")}
     names = {r["n"] for r in conn.execute(
         "SELECT DISTINCT line AS n FROM spend_line UNION SELECT source_code FROM function_map"
         " UNION SELECT code FROM cofog_function UNION SELECT DISTINCT source_code"
         " FROM spend_line WHERE source_code IS NOT NULL")}
-    return {"bodies": bodies, "names": names}
+    datasets = {r["dataset"] for r in conn.execute("SELECT DISTINCT dataset FROM spend_scope")}
+    return {"bodies": bodies, "names": names, "datasets": datasets}

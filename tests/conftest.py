@@ -51,7 +51,16 @@ def demo(db_url: str) -> RunResult:
         publish(conn, earlier.run_id)
         result = make_run(conn, RunRequest())
         publish(conn, result.run_id)
+        delivered = make_run(conn, RunRequest(basis="delivered"))
+        publish(conn, delivered.run_id)
         return result
+
+
+@pytest.fixture(scope="session")
+def delivered(demo: RunResult, db_url: str) -> RunResult:
+    """The demo's 2014-15 run on the delivered basis (GP payments at each practice)."""
+    with connect(db_url) as conn:
+        return make_run(conn, RunRequest(basis="delivered"))
 
 
 @pytest.fixture()

@@ -64,5 +64,5 @@ def test_run_again_reports_the_same_run(
     assert "already computed (same inputs)" in err
     assert ("already public: hackney-wards-2014-spend-2014-15, "
             "london-wards-2014-spend-2014-15") in err
-    assert ("total 1,871,123,900,000p = allocated 1,871,123,900,000p + unallocated 0p"
+    assert ("total 7,398,070,600,000p = allocated 7,398,070,600,000p + unallocated 0p"
             in err)

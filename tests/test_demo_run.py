@@ -1,4 +1,5 @@
-"""The embedded Hackney/London 2014-15 run: every penny accounted for, per-head varies."""
+"""The embedded whole public pound, Hackney and London, 2014-15: every penny of every input
+accounted for, netting rules included; per-head varies."""
 
 from __future__ import annotations
 
@@ -16,7 +17,29 @@ from store.db import Connection
 HACKNEY_2014_15 = 52_969_400_000  # RS TOTAL SERVICE EXPENDITURE, £529,694,000
 GLA_2014_15 = 470_086_300_000  # signed sum of the GLA's 13 service lines, £4,700,863,000
 HACKNEY_WARDS = [f"E050093{n}" for n in range(67, 88)]
-RS = catalog.DATA_DIR / next(e.path for e in catalog.EMBEDDED if e.kind == "spend")
+SPEND = [e.path for e in catalog.EMBEDDED if e.kind == "spend"]
+RS, CRA, GP = (catalog.DATA_DIR / p for p in SPEND)
+
+
+def cra_pence(year: str, *, local_government: bool | None = None) -> int:
+    """The CRA lines' pence for a year (£ thousand in the file), by plain pandas and Decimal;
+    only the local government rows (True), only the others (False) or all (None)."""
+    raw = pd.read_csv(CRA, dtype=str, keep_default_na=False)
+    rows = raw[raw["financial_year"] == year]
+    if local_government is not None:
+        rows = rows[(rows["sector"] == "LG") == local_government]
+    return int(sum(Decimal(v) * 100_000 for v in rows["amount"]))
+
+
+def gp_pence() -> int:
+    """NHS England's payments to every London GP practice, 2014-15 (whole pounds)."""
+    return int(pd.read_csv(GP, dtype=str)["amount"].map(lambda v: int(v) * 100).sum())
+
+
+def whole_pound(year: str) -> int:
+    """Every input less every netting rule: the councils' and the GLA's service lines, the
+    CRA's other rows, and the GP payments (taken off NHS England's rows, so counted once)."""
+    return sum(rs_service_pence(year).values()) + cra_pence(year, local_government=False)
 
 
 def rs_service_pence(year: str) -> dict[str, int]:
@@ -42,22 +65,44 @@ def test_the_rs_file_holds_34_bodies() -> None:
 
 
 def test_conservation_report_accounts_for_every_penny(conn: Connection, demo: RunResult) -> None:
+    """The whole public pound of 2014-15: the London total is the sum of every input less
+    every netting rule, to the penny, each rule its own line of the report."""
     report = demo.conservation
-    london_pound = sum(rs_service_pence("2014-15").values())
-    assert report["total_pence"] == london_pound == 1_871_123_900_000
+    rs, gp = sum(rs_service_pence("2014-15").values()), gp_pence()
+    cra, cra_lg = cra_pence("2014-15"), cra_pence("2014-15", local_government=True)
+    # hmt-cra-london/SOURCE.md (£ thousand): London 84,430,080; LG sector 29,160,613;
+    # nhs-payments-gp-practices-london/SOURCE.md: London 2014-15 £1,204,041,453
+    assert (cra, cra_lg, gp) == (84_430_080 * 100_000, 29_160_613 * 100_000,
+                                 1_204_041_453 * 100)
+    assert rs == 1_871_123_900_000
+    assert report["reported_pence"] == rs + cra + gp
+    rules = {r["rule"]: r for r in report["netting"]}
+    assert rules["cra-local-government"]["netted_pence"] == cra_lg
+    assert rules["gp-payments-in-nhs-england"]["parts_pence"] == gp
+    assert rules["gp-payments-in-nhs-england"]["netted_pence"] == gp
+    assert rules["gp-payments-in-nhs-england"]["not_netted_pence"] == 0
+    assert report["netted_pence"] == cra_lg + gp
+    assert report["total_pence"] == rs + cra + gp - cra_lg - gp == whole_pound("2014-15")
+    assert report["total_pence"] == 7_398_070_600_000  # £73.98bn
     assert report["allocated_pence"] == report["total_pence"]
     assert report["unallocated_pence"] == 0
-    assert report["lines"] == 34 * 13 and report["lines_unallocated"] == 0
+    # 442 RS lines, 1,576 CRA rows, 1,437 GP practices
+    assert report["lines"] == 34 * 13 + 1_576 + 1_437 and report["lines_unallocated"] == 0
     lines = runs.run_lines(conn, demo.run_id)
-    assert len(lines) == 442
-    assert int(lines["amount_pence"].sum()) == report["total_pence"]
+    assert len(lines) == report["lines"]
+    assert int(lines["amount_pence"].sum()) == report["reported_pence"]
+    assert int(lines["netted_pence"].sum()) == report["netted_pence"]
     for line in lines.itertuples():
-        assert line.allocated_pence == line.amount_pence or line.reason
+        assert (line.allocated_pence + line.netted_pence == line.amount_pence
+                or line.reason), line
+    netted = lines[lines["netted_pence"] != 0]
+    assert set(netted["body"]) == {"cra_local_government", "nhs_england"}
+    assert netted["reason"].str.contains("rule cra-local-government|rule gp-payments").all()
     zero = lines.loc[lines["amount_pence"] == 0]
-    assert (zero["reason"] == "nothing to allocate (the line is £0)").all()
+    assert zero["reason"].str.startswith("nothing to allocate (the line is £0)").all()
     assert "Police services" in set(zero["line"])  # councils report no police spend: the GLA does
     by_target = {c["target_set"]: c for c in runs.get_run(conn, demo.run_id)["collections"]}
-    assert by_target["london-wards-2014"]["allocated_pence"] == london_pound
+    assert by_target["london-wards-2014"]["allocated_pence"] == report["total_pence"]
     assert by_target["london-wards-2014"]["outside_pence"] == 0
     hackney = by_target["hackney-wards-2014"]
     assert hackney["allocated_pence"] + hackney["outside_pence"] == report["total_pence"]
@@ -70,7 +115,7 @@ def test_every_borough_s_wards_hold_its_own_spend_to_the_penny(
     london = _features(conn, "london-wards-2014-spend-2014-15")
     assert len(london) == 630
     want = rs_service_pence("2014-15")
-    assert sum(f["total_pence"] for f in london) == sum(want.values())
+    assert sum(f["total_pence"] for f in london) == whole_pound("2014-15")
     wards = {r["code"]: r["parent_code"] for r in conn.execute(
         "SELECT b.code, b.parent_code FROM boundary b JOIN boundary_set s ON s.id = b.set_id"
         " WHERE s.slug = 'london-wards-2014'")}
@@ -86,7 +131,8 @@ def test_every_borough_s_wards_hold_its_own_spend_to_the_penny(
 def test_the_2013_14_london_pound_is_published_too(conn: Connection, demo: RunResult) -> None:
     london = _features(conn, "london-wards-2014-spend-2013-14")
     assert len(london) == 630
-    assert sum(f["total_pence"] for f in london) == sum(rs_service_pence("2013-14").values())
+    # no GP payments are loaded for 2013-14: NHS England's rows are spread whole
+    assert sum(f["total_pence"] for f in london) == whole_pound("2013-14")
 
 
 def test_hackney_collection_is_hackney_lines_plus_its_gla_share(
@@ -96,9 +142,10 @@ def test_hackney_collection_is_hackney_lines_plus_its_gla_share(
     assert sorted(f["code"] for f in hackney) == HACKNEY_WARDS
     london = {f["code"]: f for f in _features(conn, "london-wards-2014-spend-2014-15")}
     gla_share = sum(round(london[c]["body_gla"] * 100) for c in HACKNEY_WARDS)
-    assert sum(f["total_pence"] for f in hackney) == HACKNEY_2014_15 + gla_share
+    assert round(sum(f["body_hackney"] for f in hackney) * 100) == HACKNEY_2014_15
     for f in hackney:  # the same pence, ward by ward, in both collections
         assert f["total_pence"] == london[f["code"]]["total_pence"]
+        assert f["body_gla"] == london[f["code"]]["body_gla"]
     # Hackney's ~281k residents out of London's ~9.0m take roughly 3% of the GLA's spend.
     assert 0.025 < gla_share / GLA_2014_15 < 0.04
 
@@ -138,12 +185,11 @@ def test_each_ward_s_range_holds_its_figure(conn: Connection, demo: RunResult) -
         assert f["range_low"] <= f["total"] <= f["range_high"]
         three = (f["total"], f["total_by_area"], f["total_best_fit"])
         assert (f["range_low"], f["range_high"]) == (min(three), max(three))
-    # by land area too, every penny of the London Pound is in London's wards
-    assert round(sum(f["total_by_area"] for f in london) * 100) == sum(
-        rs_service_pence("2014-15").values())
+    # by land area too, every penny of the whole pound is in London's wards
+    assert round(sum(f["total_by_area"] for f in london) * 100) == whole_pound("2014-15")
     # and by best fit (each LSOA wholly to one ward), less only LSOAs in no London ward
     assert abs(round(sum(f["total_best_fit"] for f in london) * 100)
-               - sum(rs_service_pence("2014-15").values())) < 100
+               - whole_pound("2014-15")) < 100
     # and the method matters: the City's jobs-heavy, thinly lived wards move most
     moved = sorted(london, key=lambda f: abs(f["total_by_area"] - f["total"]) / f["total"])
     assert abs(moved[-1]["total_by_area"] / moved[-1]["total"] - 1) > 0.5

@@ -34,7 +34,8 @@ def placed(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("gp")
     raw = pd.read_csv(PAYMENTS, dtype=str)
     raw = raw[raw["geocoded"] == "1"]  # the practices Code-Point placed (1,402 of 1,437)
-    lines = pd.DataFrame({"body": "nhs_england", "body_name": "NHS England", "body_kind": "nhs",
+    lines = pd.DataFrame({"body": "gp_payments_only", "body_name": "NHS England (GP payments)",
+                          "body_kind": "nhs",
                           "financial_year": YEAR, "line": "GP practice " + raw["Practice Code"],
                           "function": "07.2", "amount": raw[TOTAL],
                           "easting": raw["easting"], "northing": raw["northing"]})
@@ -62,7 +63,8 @@ def test_every_practice_s_money_is_in_the_ward_its_point_is_in(placed) -> None:
     joined = gpd.sjoin(points, wards, predicate="intersects", how="left")
     joined = joined[~joined.index.duplicated()]  # a point on an edge: one ward
     want = joined.groupby("code")["pence"].sum()
-    got = pd.Series({c: round(p["body_nhs_england"] * 100) for c, p in placed["wards"].items()})
+    got = pd.Series({c: round(p["body_gp_payments_only"] * 100)
+                     for c, p in placed["wards"].items()})
     assert int(got.sum()) == int(pence.sum()) == int(want.sum())  # all of it, once
     differ = (got.reindex(want.index).fillna(0) - want).abs()
     assert (differ == 0).sum() >= len(want) - 2  # a point exactly on a ward edge may go either way
@@ -72,7 +74,7 @@ def test_every_practice_s_money_is_in_the_ward_its_point_is_in(placed) -> None:
 def test_delivered_is_not_who_it_serves(placed) -> None:
     """Spread by residents, the same total would be far from where practices are."""
     wards = placed["wards"]
-    nhs = pd.Series({c: p["body_nhs_england"] for c, p in wards.items()})
+    nhs = pd.Series({c: p["body_gp_payments_only"] for c, p in wards.items()})
     people = pd.Series({c: p["population"] for c, p in wards.items()})
     by_residents = nhs.sum() * people / people.sum()
     assert abs(nhs.sum() - by_residents.sum()) < 1

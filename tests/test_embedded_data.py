@@ -150,7 +150,7 @@ def batch_lines(conn: Connection, batch_id: int) -> pd.DataFrame:
 @pytest.fixture()
 def embedded_spend(conn: Connection, demo: object) -> pd.DataFrame:
     """The spend lines load_embedded stored from the RS csv."""
-    (batch,) = embedded_batches(conn, "spend")
+    (batch,) = [b for b in embedded_batches(conn, "spend") if b["filename"] == RS.path]
     return batch_lines(conn, int(batch["id"]))
 
 
@@ -253,7 +253,8 @@ def test_spend_shape(conn: Connection, embedded_spend: pd.DataFrame) -> None:
     current = spend.read_lines(conn, financial_year="2014-15")
     assert list(current.columns) == ["line_id", "body", "line", "cofog_code", "amount_pence",
                                      "area_set", "area_code", "source_row", "x", "y",
-                                     "source_code", "shares"]
+                                     "source_code", "shares", "dataset", "site_id"]
+    current = current[current["dataset"] == "main"]  # the RS file's lines (not CRA or GP)
     assert current["x"].isna().all()  # every RS line is reported for an area, none at a point
     assert current["amount_pence"].dtype == "int64"
     assert current["source_row"].dtype == "int64"
@@ -316,7 +317,7 @@ def test_rounded_councils_are_within_the_default_tolerance(
         conn: Connection, embedded_spend: pd.DataFrame) -> None:
     # DCLG rounds every figure to £1k: Tower Hamlets 2013-14 lines sum to £1k below the total.
     # The default tolerance (£10k) lets the embedded file load; the load report keeps the check.
-    (batch,) = embedded_batches(conn, "spend")
+    (batch,) = [b for b in embedded_batches(conn, "spend") if b["filename"] == RS.path]
     assert batch["options"]["total_tolerance_pence"] == 1_000_000
     checks = {(c["body"], c["financial_year"]): c for c in batch["report"]["checks"]}
     assert len(checks) == 68
@@ -600,16 +601,29 @@ def test_a_mapped_line_cannot_move(fresh_db: str, tmp_path: Path) -> None:
 
 def test_default_proxies(conn: Connection, demo: object) -> None:
     table = read_proxy_table(catalog.path(catalog.DEFAULT_PROXIES_PATH))
-    chosen = dict(zip(table["line"], table["proxy"], strict=True))
-    assert chosen == {
+    chosen = dict(zip(zip(table["body"], table["line"], strict=True), table["proxy"],
+                      strict=True))
+    any_body = {line: proxy for (body, line), proxy in chosen.items() if body == "*"}
+    assert any_body == {
         "Education services": "residents-0-15",
         "Children Social Care": "residents-0-15",
         "Adult Social Care": "residents-65-plus",
         "*": "residents-all",
     }
+    # the regional analysis' benefits follow the age band they are paid to
+    dwp = "department_for_work_and_pensions"
+    assert chosen[(dwp, "S032A044-STATE PENSION")] == "residents-65-plus"
+    assert chosen[(dwp, "*")] == "residents-16-64"
+    assert chosen[("hm_revenue_and_customs", "S041A008-CHILD BENEFIT")] == "residents-0-15"
+    assert chosen[("gla", "Education services")] == "residents-16-29"  # the GLA has no schools
+    # GP payments: over the practice's catchment, sized by its registered patients
+    gp = table[(table["body"] == "nhs_england") & (table["line"] == "07.2")].iloc[0]
+    assert (gp["proxy"], gp["catchment"]) == ("residents-all", "registered_patients")
     assert set(chosen.values()) <= {e.options["slug"] for e in catalog.EMBEDDED
                                     if e.kind == "proxy"}
-    assert set(chosen) - {"*"} <= set(reference.function_map(conn, "rs"))
+    assert set(any_body) - {"*"} <= set(reference.function_map(conn, "rs"))
+    # every body a row names is loaded by the embedded data
+    assert {b for b, _ in chosen} - {"*"} <= set(reference.bodies(conn))
 
 
 def test_proxy_table_needs_one_star(tmp_path: Path) -> None:
@@ -702,6 +716,7 @@ def test_every_catalog_path_exists() -> None:
     sets: dict[str, int] = {}
     areas: set[str] = set()
     functions: set[str] = set()
+    sites: set[str] = set()
     for n, e in enumerate(catalog.EMBEDDED):
         if e.kind == "boundaries":
             assert e.options["slug"] not in sets
@@ -712,11 +727,14 @@ def test_every_catalog_path_exists() -> None:
             functions.add(str(e.options["scheme"]))
         elif e.kind == "proxy":
             assert e.options["unit_set"] in sets, e.options["slug"]
+        elif e.kind == "sites":
+            sites.add(str(e.options["slug"]))
         else:
             assert e.kind == "spend"
             assert set(e.options["area_sets"]) <= set(sets)
-            assert set(e.options["body_areas"].values()) <= areas
-            assert e.options["format"] in functions
+            assert set(e.options.get("body_areas", {}).values()) <= areas
+            assert e.options["format"] in functions or e.options["format"] == "lines"
+            assert e.options.get("site_set") is None or e.options["site_set"] in sites
     assert set(sets) == {"london-wards-2014", "hackney-wards-2014", "hackney-wards-2013",
                          "london-lsoa-2011", "london-boroughs-2014", "london-region-2014"}
     # the derived sets are dissolved from the 2014 wards file
@@ -727,7 +745,7 @@ def test_every_catalog_path_exists() -> None:
 def test_every_source_md_is_shipped_beside_its_data() -> None:
     data_files = [p for p in catalog.DATA_DIR.rglob("*") if p.is_file()]
     folders = {p.parent for p in data_files if p.parent != catalog.DATA_DIR}
-    assert len(folders) == 5
+    assert len(folders) == 7
     for folder in folders:
         assert (folder / "SOURCE.md").is_file(), folder
     for e in catalog.EMBEDDED:
@@ -768,8 +786,8 @@ def test_provenance_is_stored_with_what_was_loaded(conn: Connection, demo: objec
             meta = conn.execute("SELECT * FROM proxy WHERE slug = %s AND batch_id = ANY(%s)",
                                 (e.options["slug"], ids)).fetchone()
             got = (meta["licence"], meta["attribution"])
-        elif e.kind == "spend":
-            (batch,) = embedded_batches(conn, "spend")
+        elif e.kind in ("spend", "sites"):
+            (batch,) = [b for b in embedded_batches(conn, e.kind) if b["filename"] == e.path]
             got = (batch["options"]["licence"], batch["options"]["attribution"])
         else:
             continue
@@ -795,4 +813,29 @@ def test_loading_the_embedded_data_again_stores_nothing(fresh_db: str) -> None:
     assert [d.kind for d in first] == [e.kind for e in catalog.EMBEDDED]
     assert after == before
     assert before["upload_batch"] == len(catalog.EMBEDDED)
-    assert before["spend_line"] == 884 and before["body"] == 34
+    # RS 884 lines + CRA 3,152 (1,576 rows x 2 years) + GP payments 1,437; 34 RS bodies,
+    # 47 CRA bodies besides NHS England (the local government rows are one body), NHS England
+    assert before["spend_line"] == 884 + 3_152 + 1_437 and before["body"] == 34 + 47 + 1
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def test_the_derived_files_are_exactly_what_derive_makes(tmp_path: Path) -> None:
+    """The three derived whole-pound files, re-made from ../shared/data, byte for byte."""
+    from boundaries import derive
+
+    made = derive.derive(SHARED_DATA, tmp_path)
+    assert len(made) == 3
+    for path in made:
+        rel = path.relative_to(tmp_path)
+        assert path.read_bytes() == (catalog.DATA_DIR / rel).read_bytes(), rel
+        # and each derived file sits beside the staged folder's SOURCE.md, unchanged
+        source = rel.parent / "SOURCE.md"
+        assert (catalog.DATA_DIR / source).read_bytes() == (SHARED_DATA / source).read_bytes()
+    cra = pd.read_csv(made[0], dtype=str, keep_default_na=False)
+    # SOURCE.md, 2014-15 (£ thousand): LG sector 29,160,613 (the local government body)
+    lg = cra[(cra["financial_year"] == "2014-15") & (cra["body"] == "cra_local_government")]
+    assert round(sum(float(v) for v in lg["amount"])) == 29_160_613
+    assert set(lg["sector"]) == {"LG"}
+    assert (cra["body"].str.len() <= 63).all()

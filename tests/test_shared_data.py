@@ -877,7 +877,8 @@ CRA_COLUMNS = {"function": "COFOG Level 1", "amount": "2014-15", "body_name": "D
                "line": "CRA Segment Name"}
 CRA_CONSTANTS = {"financial_year": "2014-15", "area_code": LONDON, "body_kind": "department"}
 CRA_OPTIONS = dict(columns=CRA_COLUMNS, constants=CRA_CONSTANTS, unit="thousands",
-                   area_sets=("london-region-2014",), dataset="cra-2018", licence=OGL)
+                   area_sets=("london-region-2014",), dataset="cra-2018-by-department",
+                   licence=OGL)
 HMT_HEALTH = r"^7\.[ABC] "  # HMT's own health groups (7.A, 7.B, 7.C): not UN COFOG groups
 
 

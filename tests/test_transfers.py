@@ -69,9 +69,10 @@ def test_a_grant_is_counted_once_at_the_body_that_spends_it(fresh_db: str,
     assert c["reported_pence"] == 20_000 and c["passed_on_pence"] == 10_000
     assert c["total_pence"] == c["allocated_pence"] == 10_000
     assert c["bodies"]["a"] == {"reported_pence": 10_000, "passed_on_pence": 10_000,
-                                "received_pence": 0, "placed_pence": 0}
+                                "netted_pence": 0, "received_pence": 0, "placed_pence": 0}
     assert c["bodies"]["b"] == {"reported_pence": 10_000, "passed_on_pence": 0,
-                                "received_pence": 10_000, "placed_pence": 10_000}
+                                "netted_pence": 0, "received_pence": 10_000,
+                                "placed_pence": 10_000}
     with TestClient(create_app(Settings(database_url=fresh_db))) as client:
         flows = client.get(f"/runs/{result.run_id}/flows").json()
         lines = client.get(f"/runs/{result.run_id}/lines").json()["lines"]

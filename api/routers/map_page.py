@@ -233,6 +233,27 @@ path.leaflet-interactive:focus { outline: none; }
 </style>
 """
 
+#: Bodies named in a popup (the largest in the feature); the rest are one "other" row.
+MAP_BODIES = 8
+OTHER_BODIES = "other_public_bodies"
+
+
+def _top_bodies(feature: dict) -> dict:
+    """The feature with only its :data:`MAP_BODIES` largest ``body_*`` figures.
+
+    The rest are summed as ``body_other_public_bodies``: the page stays small with dozens of
+    bodies.
+    """
+    props = feature["properties"]
+    bodies = sorted(((k, v) for k, v in props.items() if k.startswith("body_") and v),
+                    key=lambda kv: -abs(kv[1]))
+    kept = {k: v for k, v in props.items() if not k.startswith("body_")}
+    kept.update(bodies[:MAP_BODIES])
+    if len(bodies) > MAP_BODIES:
+        kept[f"body_{OTHER_BODIES}"] = round(sum(v for _, v in bodies[MAP_BODIES:]), 2)
+    return {**feature, "properties": kept}
+
+
 # Builds a popup from a feature's flat properties; ``labels`` names divisions, bodies, methods.
 _POPUP_JS = """
 <script>
@@ -376,7 +397,7 @@ def map_page(
         limit=max(count, 1),
         simplify_m=SIMPLIFY_M if count > SIMPLIFY_ABOVE else 0.0,
     )
-    feats: list[dict] = json.loads(page.features_json)
+    feats: list[dict] = [_top_bodies(f) for f in json.loads(page.features_json)]
     run = runs.get_run(conn, meta["run_id"])
     root = request.scope.get("root_path", "")
 
@@ -402,13 +423,16 @@ def map_page(
     figure.header.add_child(Element('<link rel="icon" href="data:,">'), name="favicon")
     figure.header.add_child(Element(_PAGE_CSS), name="placespend_css")
     body_names = {slug: b["name"] for slug, b in reference.bodies(conn).items()}
+    body_names[OTHER_BODIES] = "Other public bodies"
     labels = {
         "divisions": reference.cofog_divisions(conn),
         "bodies": body_names,
         "methods": METHOD_LABELS,
         "confidence": CONFIDENCE_LABELS,
-        "foot": f"{meta['id']}, run {meta['run_id']}. Net current expenditure in pounds; "
-        "per head = total / residents. Divisions with no spend are not listed.",
+        "foot": f"{meta['id']}, run {meta['run_id']}. Public spend in pounds; "
+        "per head = total / residents. Divisions with no spend are not listed; the "
+        f"{MAP_BODIES} largest bodies are named, the rest summed as other public bodies "
+        "(every body is in the API's properties).",
     }
     figure.header.add_child(
         Element(_POPUP_JS % {"labels": _script_json(labels)}), name="placespend_popup"

@@ -162,8 +162,8 @@ def _legend_html(
         f"<h2>Spend per head, £ ({e(meta['financial_year'])})</h2>"
         f'<p class="ps-sub">{e(meta["title"])}</p>'
         f'<ul class="ps-classes">{"".join(rows)}</ul>'
-        f'<p class="ps-note">Net current spend of {e(_bodies_text(bodies))}.</p>'
-        f'<p class="ps-note">Figures apportioned by population proxies: see '
+        f'<p class="ps-note">Public spend of {e(_bodies_text(bodies))}.</p>'
+        f'<p class="ps-note">Figures apportioned by population proxies and catchments: see '
         f'<a href="{e(run_href)}">{e(run_href)}</a>. Click a {unit} for its breakdown.</p>'
         f"{switch}"
     )
@@ -287,9 +287,15 @@ function placespendPopup(p) {
         if ((m = /^cofog_(\\d\\d)$/.exec(k)) && p[k] !== 0 && p[k] !== null) {
             divisions.push(row(m[1] + " " + (L_.divisions[m[1]] || "COFOG " + m[1]), p[k]));
         } else if ((m = /^body_(.+)$/.exec(k)) && p[k] !== null && p[k] !== 0) {
-            bodies.push(row(L_.bodies[m[1]] || m[1], p[k]));
+            bodies.push([m[1], p[k]]);
         }
     });
+    // Largest body first; "other public bodies" (the rest, summed) last.
+    bodies.sort(function (a, b) {
+        return (a[0] === "other_public_bodies") - (b[0] === "other_public_bodies") ||
+            Math.abs(b[1]) - Math.abs(a[1]);
+    });
+    bodies = bodies.map(function (b) { return row(L_.bodies[b[0]] || b[0], b[1]); });
     // Methods in the order of the labels (strongest evidence first), then any others.
     var methods = Object.keys(L_.methods);
     keys.forEach(function (k) {

@@ -316,8 +316,10 @@ def best_fit(atoms: pd.DataFrame, crosswalk: pd.DataFrame, basis: pd.Series) -> 
     Each small area (``zone_code`` of ``atoms``) goes, all its atoms, to the target holding
     most of its ``basis`` (residents) by the exact crosswalk: a stand-in for the target holding
     its population-weighted centroid, where the finer units that locate that centroid are not
-    loaded. A small area no target touches stays outside; atoms no small area covers keep their
-    exact weights. Returns atom_id, target_code, weight (1.0 for every best-fit atom).
+    loaded. A small area whose residents are mostly outside every target (an LSOA of the next
+    borough that a ward of this set only touches) stays outside, as does one no target
+    touches; atoms no small area covers keep their exact weights. Returns atom_id,
+    target_code, weight (1.0 for every best-fit atom).
     """
     value = basis.reindex(crosswalk["atom_id"].to_numpy()).fillna(0.0).to_numpy(np.float64)
     zone = atoms.set_index("atom_id")["zone_code"].reindex(
@@ -329,7 +331,13 @@ def best_fit(atoms: pd.DataFrame, crosswalk: pd.DataFrame, basis: pd.Series) -> 
     per = pieces.groupby(["zone", "target_code"], sort=True)["value"].sum().reset_index()
     # most residents wins; a tie (or no residents) goes to the lowest target code
     per = per.sort_values(["zone", "value", "target_code"], ascending=[True, False, True])
-    winner = per.drop_duplicates("zone").set_index("zone")["target_code"]
+    top = per.drop_duplicates("zone").set_index("zone")
+    # the residents of each small area in no target: all its atoms' less those inside targets
+    every = pd.Series(basis.reindex(atoms["atom_id"].to_numpy()).fillna(0.0).to_numpy(np.float64),
+                      index=atoms["zone_code"].to_numpy()).groupby(level=0).sum()
+    inside = per.groupby("zone")["value"].sum()
+    outside = every.reindex(top.index).fillna(0.0) - inside.reindex(top.index)
+    winner = top.loc[top["value"] >= outside - 1e-9, "target_code"]
     zoned = atoms.loc[atoms["zone_code"].notna(), ["atom_id", "zone_code"]]
     chosen = zoned.assign(target_code=zoned["zone_code"].map(winner)).dropna(
         subset=["target_code"])

@@ -144,9 +144,15 @@ def _through(run: Run, crosswalk: pd.DataFrame, label: str) -> tuple[pd.DataFram
     return target_alloc, outside, population
 
 
+#: How a publication gives small areas to targets: ``split`` (each atom by the share of it in
+#: each target, the default) or ``best_fit`` (each small area wholly to one target, as ONS
+#: best-fit tables do; :func:`allocation.crosswalk.best_fit`).
+FITS = ("split", "best_fit")
+
+
 def publish(
     run: Run, target_set: str, crosswalk: pd.DataFrame, units: pd.DataFrame, bodies: list[str],
-    alternative: Alternative | None = None,
+    alternative: Alternative | None = None, fit: str = "split",
 ) -> Publication:
     """Sum a run's atom product into ``target_set`` (units: code, name) through ``crosswalk``.
 
@@ -157,16 +163,34 @@ def publish(
     (``total_by_area``) and by ONS-style best fit of whole small areas (``total_best_fit``,
     :func:`allocation.crosswalk.best_fit`), and the range they span with the total
     (``range_low``, ``range_high``).
+
+    With ``fit="best_fit"`` (figures comparable with official best-fit tables) what a proxy or
+    land area spread goes to each target by whole small areas, residents too; money reported
+    for a place stays where it was reported. The money the population proxy spread then shows
+    as ``share_best_fit`` (land-area money stays ``share_area``). Needs ``alternative``'s atoms.
     """
-    target_alloc, outside, population = _through(run, crosswalk, f"target {target_set}")
-    features = feature_properties(target_alloc, run.apportionment.slices, units, population,
-                                  bodies)
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}")
+    whole = None
+    if alternative is not None and alternative.atoms is not None \
+            and RESIDENTS in run.proxies:
+        whole = best_fit(alternative.atoms, crosswalk, run.proxies[RESIDENTS])
+    slices = run.apportionment.slices
+    if fit == "best_fit":
+        if whole is None:
+            raise ValueError("a best-fit publication needs the atoms (alternative.atoms)")
+        target_alloc, outside = _through_best_fit(run, crosswalk, whole, target_set)
+        population = target_values(run.proxies[[RESIDENTS]], coded(whole))[RESIDENTS]
+        slices = slices.assign(method=slices["method"].replace({"proxy": "best_fit"}))
+    else:
+        target_alloc, outside, population = _through(run, crosswalk, f"target {target_set}")
+    features = feature_properties(target_alloc, slices, units, population, bodies)
     if alternative is not None:
-        fit = best_fit(alternative.atoms, crosswalk, run.proxies[RESIDENTS]) \
-            if alternative.atoms is not None and RESIDENTS in run.proxies else None
+        other = alternative.by_alternative_proxy
         features = with_range(
             features, _through(alternative.run, crosswalk, "the area method")[0],
-            None if fit is None else _best_fit_alloc(run, crosswalk, fit))
+            None if whole is None else _best_fit_alloc(run, crosswalk, whole),
+            None if other is None else _through(other, crosswalk, "the alternative proxies")[0])
     target_alloc = text_targets(target_alloc)
     outcome = TargetOutcome(
         target_set=target_set,
@@ -176,6 +200,21 @@ def publish(
         reason="allocated to atoms outside every unit of this set" if outside else None,
     )
     return Publication(target_set, target_alloc, outside, features, outcome)
+
+
+def _through_best_fit(run: Run, crosswalk: pd.DataFrame, whole: pd.DataFrame,
+                      target_set: str) -> tuple[pd.DataFrame, int]:
+    """Target pence by best fit (:func:`_best_fit_alloc`) and the pence outside every target.
+
+    Inside and outside add up to every penny the atoms hold by construction.
+    """
+    alloc = _best_fit_alloc(run, crosswalk, whole)
+    alloc = alloc.groupby(["target_code", "slice_id"], as_index=False, observed=True)[
+        "amount_pence"].sum()
+    alloc["target_code"] = pd.Categorical(alloc["target_code"].astype(str))
+    held = int(run.apportionment.product["amount_pence"].sum())
+    inside = int(alloc["amount_pence"].sum())
+    return alloc, held - inside
 
 
 def _best_fit_alloc(run: Run, crosswalk: pd.DataFrame, fit: pd.DataFrame) -> pd.DataFrame:
@@ -196,15 +235,24 @@ def _best_fit_alloc(run: Run, crosswalk: pd.DataFrame, fit: pd.DataFrame) -> pd.
 
 @dataclass(frozen=True)
 class Alternative:
-    """What a figure's range is made from: the run by the area method, and the atoms."""
+    """What a figure's range is made from.
+
+    The run by the area method, the atoms, and the run with each line's alternative proxy
+    where the proxy table names one.
+    """
 
     run: Run
     atoms: pd.DataFrame | None = None
+    by_alternative_proxy: Run | None = None
 
 
 def with_range(features: pd.DataFrame, by_area_alloc: pd.DataFrame,
-               best_fit_alloc: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Add each feature's total by the area method and by best fit, and the range they span."""
+               best_fit_alloc: pd.DataFrame | None = None,
+               alternative_alloc: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Add each feature's total by each other method, and the range they span.
+
+    The other methods: the area method, best fit, and the alternative proxies (where any).
+    """
     codes = features["code"].to_numpy()
 
     def totals(alloc: pd.DataFrame) -> np.ndarray:
@@ -215,6 +263,8 @@ def with_range(features: pd.DataFrame, by_area_alloc: pd.DataFrame,
     columns = [("total_by_area", totals(by_area_alloc))]
     if best_fit_alloc is not None:
         columns.append(("total_best_fit", totals(best_fit_alloc)))
+    if alternative_alloc is not None:
+        columns.append(("total_by_alternative_proxy", totals(alternative_alloc)))
     every = np.column_stack([total, *(v for _, v in columns)])
     columns += [("range_low", every.min(axis=1)), ("range_high", every.max(axis=1))]
     position = list(features.columns).index("share_direct")

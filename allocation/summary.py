@@ -29,9 +29,14 @@ _DESCRIPTIONS = {
                      "were spread by land area instead, pounds (2 dp)",
     "total_best_fit": "What the area's total would be if every small area (LSOA) went wholly "
                       "to the area holding most of its residents (ONS-style best fit), pounds",
-    "range_low": "The lowest of total, total_by_area and total_best_fit, pounds (2 dp): how "
-                 "far the figure hangs on the choice of method",
-    "range_high": "The highest of total, total_by_area and total_best_fit, pounds (2 dp)",
+    "total_by_alternative_proxy": "What the area's total would be if every line whose proxy "
+                                  "table row names an alternative proxy were spread by that "
+                                  "one instead, pounds (2 dp)",
+    "range_low": "The lowest of total, total_by_area, total_best_fit and "
+                 "total_by_alternative_proxy, pounds (2 dp): how far the figure hangs on the "
+                 "choice of method",
+    "range_high": "The highest of total, total_by_area, total_best_fit and "
+                  "total_by_alternative_proxy, pounds (2 dp)",
     "confidence": "A to E, from how the figure was made: A at least 75% placed by what the "
                   "bodies said about the place (direct or their own estimates), B at least 50%, "
                   "C at least 25%, D mostly spread by a population proxy, E mostly by land area "
@@ -171,15 +176,16 @@ def confidence(shares: np.ndarray) -> np.ndarray:
 
     The evidence share is what was placed directly or by the body's own estimate. A, B and C
     need at least 75 %, 50 % and 25 % of it; below that the figure is an estimate: D when the
-    population proxy placed more than land area and best fit together, else E. Shares are taken
-    as magnitudes (a negative line's share counts for its size).
+    population proxy placed more than land area (in a best-fit publication the proxy's money
+    shows as best fit, and counts as the proxy), else E. Shares are taken as magnitudes (a
+    negative line's share counts for its size).
     """
     share = np.abs(np.asarray(shares, dtype=np.float64))
     weight = share.sum(axis=1)
     share = share / np.where(weight > 0, weight, 1.0)[:, None]
     col = {m: share[:, i] for i, m in enumerate(SHARE_METHODS)}
     evidence = col["direct"] + col["agency_estimate"]
-    grade = np.where(col["proxy"] > col["area"] + col["best_fit"], "D", "E").astype(object)
+    grade = np.where(col["proxy"] + col["best_fit"] > col["area"], "D", "E").astype(object)
     for letter, floor in reversed(GRADES):
         grade = np.where(evidence >= floor - 1e-9, letter, grade)
     return grade

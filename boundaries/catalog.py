@@ -77,6 +77,20 @@ _LSOA_2011 = Provenance(
     ),
 )
 
+_OA_2011 = Provenance(
+    source_md="london-lsoa-msoa-2011/SOURCE.md",
+    licence=f"{_OGL}; CC-BY 4.0 (GeoJSON conversion by Martin Chorley)",
+    attribution=(
+        "Source: Office for National Statistics licensed under the Open Government Licence "
+        "v.3.0. Contains OS data © Crown copyright and database right (2022).\n"
+        "GeoJSON and TopoJSON UK Boundary Data by Martin Chorley, CC-BY 4.0"
+    ),
+)
+
+#: Hackney's 2011 Output Areas: the finer units that can share a straddling LSOA between
+#: wards (``placespend run --finer hackney-oa-2011``).
+HACKNEY_OA_2011 = "hackney-oa-2011"
+
 _RS = Provenance(
     source_md="london-council-revenue-outturn-rs/SOURCE.md",
     licence=_OGL,
@@ -158,6 +172,12 @@ EMBEDDED: tuple[Embedded, ...] = (
         "kind": "lsoa", "vintage": "2011-12", "code_field": "LSOA11CD",
         "name_field": "LSOA11NM", "parent_field": "LAD11CD",
     }, _LSOA_2011),
+    Embedded("boundaries", "london-lsoa-msoa-2011/hackney_oa_2011.geojson", {
+        "slug": HACKNEY_OA_2011,
+        "name": "Hackney Output Areas, 2011 (ONS, generalised)",
+        "kind": "oa", "vintage": "2011-12", "code_field": "OA11CD", "name_field": "OA11CD",
+        "parent_field": "LAD11CD",
+    }, _OA_2011),
     Embedded("boundaries", _WARDS_2014_FILE, {
         "slug": "london-boroughs-2014", "name": "London boroughs (dissolved from May 2014 wards)",
         "kind": "borough", "vintage": "2014-05", "code_field": "GSS_Code", "name_field": "Name",

@@ -8,11 +8,14 @@ Run ``python -m boundaries.derive SHARED_DATA_DIR``; it rewrites, in ``boundarie
   function, amount``) and the CRA's own columns kept beside them. ``function`` is the COFOG
   code of the CRA's ``COFOG Level 1`` (kept as ``cofog_level_1``); HM Treasury's three health
   groups, which are not UN COFOG groups, become the codes in :data:`HMT_HEALTH`. The body is
-  the CRA's department, except for two kinds of row, so that the netting rules can name them:
-  rows of the local government sector (``CG, LG, PC, BOE`` = ``LG``) are the body
-  ``cra_local_government`` (the councils' own returns count that money; the department's public
+  the CRA's department, except for two kinds of row, so that the netting rules can name them.
+  Rows of the local government sector (``CG, LG, PC, BOE`` = ``LG``) are three bodies: its
+  current spending on services is ``cra_local_government`` (the councils' own returns count
+  that money: £18.61bn in 2014-15 against the RS service lines' £18.71bn), its housing benefit
+  (current, ``10.6 Housing``) is ``cra_housing_benefit`` and its capital spending
+  ``cra_local_capital`` (the RS service lines count neither); the department's public
   corporation rows, London Underground and the councils' housing revenue accounts, stay with
-  ``local_government_england``), and NHS England's rows
+  ``local_government_england``. NHS England's rows
   (organisation "NHS Commissioning Board (NHS England)") are the body ``nhs_england``, the body
   that pays GP practices.
 - ``nhs-payments-gp-practices-london/gp_payments_2014-15_lines.csv``: NHS England's payments to
@@ -46,8 +49,13 @@ GP_LINES = "nhs-payments-gp-practices-london/gp_payments_2014-15_lines.csv"
 GP_SITES = "nhs-payments-gp-practices-london/gp_practices_2014-15_sites.csv"
 GP_TOTAL = "Total NHS Payments to General Practice"
 
-#: The body of CRA's local government sector rows, and of NHS England's rows.
+#: The bodies of CRA's local government sector rows: current spending on services (what the
+#: councils' own returns count), housing benefit (10.6, which they do not) and capital (which
+#: they do not); and of NHS England's rows.
 CRA_LOCAL_GOVERNMENT = "cra_local_government"
+CRA_HOUSING_BENEFIT = "cra_housing_benefit"
+CRA_LOCAL_CAPITAL = "cra_local_capital"
+HOUSING_BENEFIT_GROUP = "10.6 Housing"
 NHS_ENGLAND = "nhs_england"
 _NHS_ENGLAND_ORG = "NHS Commissioning Board (NHS England)"
 #: HM Treasury's health groups are not UN COFOG groups: Medical services (7.A) mixes COFOG
@@ -78,9 +86,18 @@ def cra_lines(raw: pd.DataFrame) -> pd.DataFrame:
     body[nhs], name[nhs], kind[nhs] = NHS_ENGLAND, "NHS England", "nhs"
     lge = (dept == "Local Government England") & ~lg  # its public corporations' rows
     name[lge] = "Local Government England (public corporations: London Underground, HRA)"
-    body[lg] = CRA_LOCAL_GOVERNMENT
-    name[lg] = "Local government (as counted in HM Treasury's CRA)"
-    kind[lg] = "local_government"
+    # The councils' returns (RS service lines) hold their current spending on services, but
+    # neither housing benefit (below the RS service total) nor capital: those CRA rows count.
+    current = raw["CAP or CUR"] == "CUR"
+    benefit = raw["COFOG Level 1"] == HOUSING_BENEFIT_GROUP
+    for rows, slug, title in (
+            (lg & current & ~benefit, CRA_LOCAL_GOVERNMENT,
+             "Local government current spending on services (HM Treasury's CRA)"),
+            (lg & current & benefit, CRA_HOUSING_BENEFIT,
+             "Housing benefit and support, paid by councils (HM Treasury's CRA)"),
+            (lg & ~current, CRA_LOCAL_CAPITAL,
+             "Local government capital spending (HM Treasury's CRA)")):
+        body[rows], name[rows], kind[rows] = slug, title, "local_government"
     frames = []
     for year in CRA_YEARS:
         frames.append(pd.DataFrame({

@@ -258,3 +258,59 @@ def build_atoms(
     The same as ``finish_atoms(atom_pieces(zones, cuts), cuts)``; ``threads=1`` uses no pool.
     """
     return finish_atoms(atom_pieces(zones, cuts, threads=threads), cuts, threads=threads)
+
+
+def refine_zone_shares(atoms: gpd.GeoDataFrame, zones: gpd.GeoDataFrame,
+                       fine: gpd.GeoDataFrame, fine_values: pd.Series | None = None
+                       ) -> gpd.GeoDataFrame:
+    """Share each straddling zone between its atoms by a finer unit, not by land area.
+
+    Where a ward cuts an LSOA, :func:`build_atoms` shares the LSOA's residents between the
+    pieces by area (``zone_share``). Where finer units are loaded (Output Areas, drawn by ONS
+    to hold similar numbers of households: 40 to 250), each piece instead gets the finer units
+    it holds: ``w(a) = sum over the zone's fine units f of value(f) * area(f within a) /
+    area(f)``, and the zone's share of each of its atoms becomes ``w(a) / sum of w`` (times
+    the share of the zone the atoms hold together, so no resident is added or lost).
+    ``value`` is ``fine_values`` (by fine code: a count on the finer units) or 1 for each unit
+    (they are built to similar sizes). A fine unit belongs to the zone holding a point inside
+    it; zones with no fine unit keep their area shares. Returns the atoms with ``zone_share``
+    replaced.
+
+    Worked example: an LSOA of 4 OAs, three small ones of flats (10% of its land each) and one
+    big one around a park (70%). A ward boundary leaves one flats OA and half the park OA in
+    ward A. By area A gets 10% + 35% = 45% of the LSOA's residents; by OAs (1 each) it gets
+    1.5 of 4 = 37.5%.
+    """
+    out = atoms.copy()
+    fine = fine[["code", "geometry"]].reset_index(drop=True)
+    value = (pd.Series(1.0, index=fine["code"]) if fine_values is None
+             else fine_values.reindex(fine["code"]).fillna(0.0).astype(np.float64))
+    points = gpd.GeoDataFrame({"fine": fine["code"]},
+                              geometry=fine.geometry.representative_point(), crs=fine.crs)
+    home = gpd.sjoin(points, zones[["code", "geometry"]].rename(columns={"code": "zone"}),
+                     predicate="within", how="inner").drop_duplicates("fine")
+    zone_of = dict(zip(home["fine"], home["zone"], strict=True))
+    mine = atoms[atoms["zone_code"].notna()]
+    straddle = mine["zone_code"].duplicated(keep=False)
+    cut = mine[straddle & mine["zone_code"].isin(set(zone_of.values()))]
+    if cut.empty:
+        return out
+    left, right = shapely.STRtree(fine.geometry.to_numpy()).query(
+        cut.geometry.to_numpy(), predicate="intersects")
+    pairs = pd.DataFrame({"atom": cut.index.to_numpy()[left],
+                          "fine": fine["code"].to_numpy()[right]})
+    pairs["zone"] = cut["zone_code"].to_numpy()[left]
+    same = pairs["fine"].map(zone_of) == pairs["zone"]
+    pairs = pairs[same.to_numpy()].reset_index(drop=True)
+    at = pd.Index(fine["code"]).get_indexer(pairs["fine"])
+    inside = shapely.area(shapely.intersection(
+        out.geometry.to_numpy()[out.index.get_indexer(pairs["atom"])],
+        fine.geometry.to_numpy()[at]))
+    whole = shapely.area(fine.geometry.to_numpy())[at]
+    pairs["w"] = value.reindex(pairs["fine"]).to_numpy() * np.where(whole > 0, inside / whole, 0)
+    w = pairs.groupby("atom")["w"].sum().reindex(cut.index).fillna(0.0)
+    total = w.groupby(cut["zone_code"]).transform("sum")
+    held = cut["zone_share"].groupby(cut["zone_code"]).transform("sum")
+    ok = (total > 0).to_numpy()
+    out.loc[cut.index[ok], "zone_share"] = (w[ok] / total[ok] * held[ok]).to_numpy()
+    return out

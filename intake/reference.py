@@ -54,8 +54,9 @@ def read_proxy_table(path: Path, *, source: str | None = None) -> pandas.DataFra
     Columns: body (``*`` where the file has no body column: any body), line, proxy, rationale,
     catchment (optional: the site attribute that sizes each site's catchment, e.g.
     ``registered_patients``, for lines reported at a site on the *served* basis; see
-    :mod:`allocation.catchment`; blank: such lines stay at their site), row (its line in the
-    file). A row's ``line`` is a spend line's name, a COFOG group or
+    :mod:`allocation.catchment`; blank: such lines stay at their site), alternative
+    (optional: another proxy whose figure each feature also shows, in its range), row (its line
+    in the file). A row's ``line`` is a spend line's name, a COFOG group or
     division, or ``*`` (see :func:`allocation.apportion.choose_proxies`). Exactly one row must
     be ``*`` for any body and any line. Every row at
     fault (a repeated or blank line, a missing proxy or rationale) is named in one
@@ -90,13 +91,15 @@ def read_proxy_table(path: Path, *, source: str | None = None) -> pandas.DataFra
             seen[key] = row.line_no
             rows.append({"body": body, **{c: v[c] for c in columns},
                          "catchment": (v.get("catchment") or "").strip(),
+                         "alternative": (v.get("alternative") or "").strip(),
                          "row": str(row.line_no)})
     if not problems and ("*", "*") not in seen:
         problems.append(Problem("file", "there is no '*' row", "add one row with line '*' "
                                 "giving the proxy for every line not listed", field="line"))
     if problems:
         raise Rejected(source, problems)
-    out = pandas.DataFrame(rows, columns=["body", *columns, "catchment", "row"]).astype(str)
+    out = pandas.DataFrame(rows, columns=["body", *columns, "catchment", "alternative", "row"]
+                           ).astype(str)
     out["row"] = out["row"].astype(int)
     return out
 
@@ -135,6 +138,8 @@ def read_netting_rules(path: Path, *, source: str | None = None) -> pandas.DataF
         elif v["rule"] in seen:
             bad("rule", f"rule appears twice (first on row {seen[v['rule']]})",
                 "give each rule its own name")
+        else:
+            seen[v["rule"]] = row.line_no
         if v["action"] not in NETTING_ACTIONS:
             bad("action", "unknown action", "write not_counted or part_of")
         for fld in ("dataset", "body"):
@@ -150,8 +155,7 @@ def read_netting_rules(path: Path, *, source: str | None = None) -> pandas.DataF
         if not v["rationale"]:
             bad("rationale", "no rationale", "say in a sentence why the money is counted once "
                 "this way (the docs and the conservation report quote it)")
-        if len(problems) == 0 or problems[-1].row != row.line_no:
-            seen[v["rule"]] = row.line_no
+        if not [p for p in problems if p.row == row.line_no]:
             rows.append(v)
     if problems:
         raise Rejected(source, problems)

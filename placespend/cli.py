@@ -250,12 +250,15 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         kwargs["netting_rules"] = (None if args.netting_rules == "none"
                                    else Path(args.netting_rules))
     kwargs["basis"] = getattr(args, "basis", "served")
+    kwargs["finer"] = getattr(args, "finer", None)
+    kwargs["finer_proxy"] = getattr(args, "finer_proxy", None)
     client = distributed.connect(settings.dask_scheduler)
     try:
         if client is not None:
             console.print(f"apportioning on the dask cluster at {client.scheduler.address}")
         with connect(url) as conn:
             result = make_run(conn, RunRequest(**kwargs), step=step, client=client)
+            args.made_run = result.run_id
             state = "computed" if result.created else "already computed (same inputs)"
             console.print(f"run {result.run_id} {state}")
             public = [c["id"] for c in get_run(conn, result.run_id)["collections"]
@@ -286,7 +289,11 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     from store.db import connect
 
     with connect(_database_url(settings)) as conn:
-        ids = publish(conn, args.run_id, args.to or None, step=step)
+        fit = "best_fit" if args.best_fit else "split"
+        if args.best_fit and not args.to:
+            raise BadRequest("a best-fit publication needs its target sets",
+                             "name them: `placespend publish RUN --to SET --best-fit`")
+        ids = publish(conn, args.run_id, args.to or None, step=step, fit=fit)
         console.print(f"run {args.run_id} published: {', '.join(ids)}")
         _print_publications(conn, args.run_id)
     return 0
@@ -323,6 +330,8 @@ def _check_port(host: str, port: int) -> None:
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Everything: database, migrations, embedded data, the 2013-14 and 2014-15 runs, serve."""
+    from placespend.runs import DEFAULT_TARGETS
+
     start = time.perf_counter()
     _check_port(args.host, args.port)
     args.load_kind = "embedded"
@@ -330,10 +339,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     # the whole public pound: both years on the served basis, 2014-15 (the year with GP
     # payments, at each practice) on the delivered basis too; see /runs/{id}/lines
     for year, basis in (("2013-14", "served"), ("2014-15", "served"), ("2014-15", "delivered")):
-        args.year, args.proxy_table, args.report, args.publish, args.to = (
-            year, None, False, True, None)
-        args.netting_rules, args.basis = None, basis
+        args.year, args.proxy_table, args.report, args.publish, args.to, args.best_fit = (
+            year, None, False, True, None, False)
+        args.netting_rules, args.basis, args.finer, args.finer_proxy = None, basis, None, None
         cmd_run(args, settings)
+        if (year, basis) == ("2014-15", "served"):
+            # and by ONS-style best fit (whole LSOAs), for comparison with official tables
+            args.run_id, args.to, args.best_fit = args.made_run, list(DEFAULT_TARGETS), True
+            cmd_publish(args, settings)
     console.print(f"[bold]Ready in {time.perf_counter() - start:.0f}s.[/]")
     return cmd_serve(args, settings)
 
@@ -386,6 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--basis", choices=["served", "delivered"], default="served",
                      help="where money paid to a site counts: over the residents its "
                      "catchment serves (default), or at the site")
+    run.add_argument("--finer", metavar="SET",
+                     help="share each small area a ward cuts by the finer units of SET it "
+                     "holds (e.g. hackney-oa-2011, Output Areas), not by land area")
+    run.add_argument("--finer-proxy", metavar="PROXY",
+                     help="a proxy on the --finer set to weight its units by (default: each "
+                     "unit counts 1)")
     run.add_argument("--to", action="append", metavar="SET",
                      help="boundary set to publish through (repeatable; default: Hackney's "
                      "and London's 2014 wards)")
@@ -399,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--to", action="append", metavar="SET",
                      help="boundary set to publish through (repeatable; default: every set "
                      "the run is already published to)")
+    pub.add_argument("--best-fit", action="store_true",
+                     help="publish ONS-style best fit (each LSOA wholly in one unit) beside the "
+                     "split figures, as <collection>-best-fit")
     pub.set_defaults(func=cmd_publish)
 
     cross = sub.add_parser("crosswalk", help="each unit of one boundary set split over the "

@@ -38,7 +38,7 @@ from allocation.transfers import count_once, net_of_transfers, passed_on_reason
 from boundaries import catalog
 from domain.errors import BadRequest, InputError, NotFound, Problem, Rejected
 from domain.version import ALGORITHM_VERSION
-from geo.atoms import build_atoms
+from geo.atoms import build_atoms, refine_zone_shares
 from geo.crosswalk import build_crosswalk_via_cuts, nested_crosswalk
 from intake.reference import NETTING_COLUMNS, read_netting_rules, read_proxy_table
 from placespend import __version__
@@ -51,6 +51,7 @@ from store import transfers as store_transfers
 from store.db import Connection
 
 Basis = Literal["served", "delivered"]
+Fit = Literal["split", "best_fit"]
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -74,6 +75,10 @@ class RunRequest:
     #: Where a line reported at a site counts: ``served`` (over the residents its site serves,
     #: by the catchment its proxy table row names) or ``delivered`` (at the site).
     basis: Basis = "served"
+    #: A set of finer units (Output Areas) sharing each straddling small area between its
+    #: atoms, instead of land area; ``finer_proxy``: a proxy on it (else each unit counts 1).
+    finer: str | None = None
+    finer_proxy: str | None = None
     #: Publications derived with the run (not made current: see :func:`publish`).
     target_sets: tuple[str, ...] = DEFAULT_TARGETS
 
@@ -106,16 +111,25 @@ BASIS_TEXT = {
 
 
 def ensure_atoms(conn: Connection, zone_set: str, cut_set: str, step: Step = quiet,
-                 client: Client | None = None) -> int:
+                 client: Client | None = None, finer: str | None = None,
+                 finer_proxy: str | None = None) -> int:
     """Id of the atom set cutting ``zone_set`` by ``cut_set``, building and storing it once.
 
-    With a dask ``client`` the atoms are cut on its cluster (the same atoms, to the bit).
+    With a dask ``client`` the atoms are cut on its cluster (the same atoms, to the bit). With
+    ``finer`` (a boundary set of smaller units, such as Output Areas) each straddling small
+    area is shared between its atoms by the finer units it holds (each counting 1, or its
+    ``finer_proxy`` value) instead of by land area (:func:`geo.atoms.refine_zone_shares`).
     """
     zone_meta = store_boundaries.get_set(conn, zone_set)
     cut_meta = store_boundaries.get_set(conn, cut_set)
-    found = store_atoms.find_atom_set(conn, int(zone_meta["id"]), int(cut_meta["id"]))
+    fine_meta = None if finer is None else store_boundaries.get_set(conn, finer)
+    fine_id = None if fine_meta is None else int(fine_meta["id"])
+    found = store_atoms.find_atom_set(conn, int(zone_meta["id"]), int(cut_meta["id"]),
+                                      fine_id, finer_proxy)
     if found is not None:
         return int(found["id"])
+    if finer_proxy is not None and fine_meta is None:
+        raise BadRequest("a finer proxy needs its finer set", "name the set with --finer")
     for meta in (zone_meta, cut_meta):
         if meta["tiles"] is False:
             raise InputError(
@@ -134,13 +148,25 @@ def ensure_atoms(conn: Connection, zone_set: str, cut_set: str, step: Step = qui
             from placespend import distributed
 
             atoms = distributed.build_atoms(client, zones, cuts)
+    slug = f"{zone_set}@{zone_meta['version']}--{cut_set}@{cut_meta['version']}"
+    if fine_meta is not None:
+        with step(f"Sharing straddling {zone_set} units by {finer}"):
+            values = None
+            if finer_proxy is not None:
+                known = reference.proxy_values(conn, fine_id)
+                values = known[known["proxy"] == finer_proxy].set_index("unit_code")["value"]
+                if values.empty:
+                    raise InputError(f"proxy {finer_proxy} is not loaded on {finer}",
+                                     "load it, or leave the finer proxy out (each finer unit "
+                                     "then counts 1)")
+            atoms = refine_zone_shares(atoms, zones, store_boundaries.read_boundaries(
+                conn, fine_id), values)
+        slug += f"--by-{finer}@{fine_meta['version']}" + (
+            f":{finer_proxy}" if finer_proxy else "")
     with step(f"Storing {len(atoms):,} atoms"), conn.transaction():
         return store_atoms.save_atoms(
-            conn,
-            slug=f"{zone_set}@{zone_meta['version']}--{cut_set}@{cut_meta['version']}",
-            zone_set_id=int(zone_meta["id"]),
-            cut_set_id=int(cut_meta["id"]),
-            atoms=atoms,
+            conn, slug=slug, zone_set_id=int(zone_meta["id"]), cut_set_id=int(cut_meta["id"]),
+            atoms=atoms, fine_set_id=fine_id, fine_proxy=finer_proxy,
         )
 
 
@@ -177,6 +203,8 @@ def _inputs_sha(lines: pd.DataFrame, request: RunRequest, atom_set: int,
     """
     h = hashlib.sha256()
     h.update(lines[["line_id", "amount_pence", "proxy"]].to_csv(index=False).encode())
+    if "alternative" in lines and (lines["alternative"] != "").any():
+        h.update(lines["alternative"].to_csv(index=False).encode())  # the figures' ranges
     if request.basis == "served" and lines["area_set"].astype(str).str.startswith(
             CATCHMENT_PREFIX).any():  # which lines are spread over a site's catchment
         h.update(lines[["area_set", "area_code"]].to_csv(index=False).encode())
@@ -194,12 +222,18 @@ def _inputs_sha(lines: pd.DataFrame, request: RunRequest, atom_set: int,
 
 
 def _choose(lines: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    """The lines with the proxy (and, for a site's lines, the catchment) the table gives them."""
+    """The lines with the proxy the table gives them.
+
+    Also the catchment (for a site's lines) and any alternative proxy (for the range).
+    """
     rows = choose_rows(lines, table).to_numpy(dtype=np.intp)
-    catchments = (table["catchment"] if "catchment" in table
-                  else pd.Series("", index=table.index)).fillna("").astype(str)
+
+    def column(name: str) -> np.ndarray:
+        values = table[name] if name in table else pd.Series("", index=table.index)
+        return values.fillna("").astype(str).to_numpy()[rows]
+
     return lines.assign(proxy=table["proxy"].astype(str).to_numpy()[rows],
-                        catchment=catchments.to_numpy()[rows])
+                        catchment=column("catchment"), alternative=column("alternative"))
 
 
 def _membership(conn: Connection, atom_set_id: int, lines: pd.DataFrame, step: Step = quiet,
@@ -319,7 +353,8 @@ def _inputs(conn: Connection, request: RunRequest, step: Step,
     known = spend.known_names(conn)
     _check_table_lines(table, lines, request, known)
     lines = _choose(lines, table)
-    atom_set_id = ensure_atoms(conn, request.zone_set, request.cut_set, step, client)
+    atom_set_id = ensure_atoms(conn, request.zone_set, request.cut_set, step, client,
+                               request.finer, request.finer_proxy)
     atoms = store_atoms.read_atoms(conn, atom_set_id)
     values = reference.proxy_values(conn, store_boundaries.set_id(conn, request.zone_set))
     if RESIDENTS not in set(values["proxy"]):
@@ -327,6 +362,12 @@ def _inputs(conn: Connection, request: RunRequest, step: Step,
             f"proxy {RESIDENTS} is not loaded on {request.zone_set}",
             "load it (`placespend load proxy FILE`, or `placespend load embedded`)",
         )
+    missing = sorted(set(lines["alternative"]) - {""} - set(values["proxy"]))
+    if missing:
+        raise InputError(
+            f"alternative proxy {missing[0]!r} is named in the proxy table but not loaded",
+            "load that proxy or change the table's alternative column to one of: "
+            + ", ".join(sorted(set(values["proxy"]))))
     lines, membership = _membership(conn, atom_set_id, lines, step, basis=request.basis)
     netted = _netting(lines, request, known)
     counted = count_once(store_transfers.transfers_for_year(conn, request.financial_year))
@@ -439,7 +480,9 @@ def make_run(conn: Connection, request: RunRequest, step: Step = quiet,
             "financial_year": request.financial_year,
             "zone_set": request.zone_set,
             "cut_set": request.cut_set,
-            "proxy_table": table[["body", "line", "proxy", "catchment"]].to_dict(
+            "finer": request.finer,
+            "finer_proxy": request.finer_proxy,
+            "proxy_table": table[["body", "line", "proxy", "catchment", "alternative"]].to_dict(
                 orient="records"),
             "bodies": bodies,
             "basis": request.basis,
@@ -497,9 +540,11 @@ def _with_transfers(outcomes: pd.DataFrame, lines: pd.DataFrame, flows: pd.DataF
     out = outcomes.copy()
     out["passed_on_pence"] = out["line_id"].map(passed).fillna(0).astype("int64")
     out["netted_pence"] = out["line_id"].map(net_off).fillna(0).astype("int64")
+    own = outcomes.set_index("line_id")["reason"].reindex(by_id.index)
+    # a line the rules took whole is not "£0": its note says where its pence are counted
+    own = own.where(~((by_id["netted_pence"] != 0) & (by_id["amount_pence"] == 0)), None)
     notes = pd.concat([by_id["netting"], by_id["basis_note"],
-                       passed_on_reason(lines, flows).set_axis(by_id.index),
-                       outcomes.set_index("line_id")["reason"].reindex(by_id.index)], axis=1)
+                       passed_on_reason(lines, flows).set_axis(by_id.index), own], axis=1)
     joined = notes.apply(lambda r: "; ".join(str(v) for v in r if isinstance(v, str)) or None,
                          axis=1)
     out["reason"] = out["line_id"].map(joined)
@@ -535,6 +580,24 @@ def _by_area(conn: Connection, run: dict, atoms: pd.DataFrame, proxies: pd.DataF
     return pipeline.compute(pipeline.by_area(inputs))
 
 
+def _by_alternative_proxy(conn: Connection, run: dict, atoms: pd.DataFrame,
+                          proxies: pd.DataFrame) -> pipeline.Run | None:
+    """The run's own lines with each one's alternative proxy: each figure's range.
+
+    Lines whose proxy table row names no alternative are spread as the run spread them. None
+    when no row names one.
+    """
+    lines, membership = _placed_as_run(conn, run, spend.read_lines(conn, run_id=int(run["id"])))
+    other = lines["alternative"] != ""
+    if not other.any():
+        return None
+    lines = lines.assign(proxy=lines["proxy"].where(~other, lines["alternative"]))
+    cut = store_atoms.get_atom_set(conn, int(run["atom_set_id"]))["cut_slug"]
+    return pipeline.compute(pipeline.Inputs(
+        lines, atoms, pd.DataFrame(columns=["proxy", "unit_code", "value"]), membership, cut,
+        atom_proxies=proxies))
+
+
 def _placed_as_run(conn: Connection, run: dict, lines: pd.DataFrame
                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A run's own lines (or some of them) with the membership the run placed them by.
@@ -542,20 +605,25 @@ def _placed_as_run(conn: Connection, run: dict, lines: pd.DataFrame
     That is its location basis, and each site's catchment as its proxy table named it.
     """
     table = pd.DataFrame(run["params"]["proxy_table"])
-    lines = lines.assign(catchment=_choose(lines, table)["catchment"].to_numpy())
+    chosen = _choose(lines, table)
+    lines = lines.assign(catchment=chosen["catchment"].to_numpy(),
+                         alternative=chosen["alternative"].to_numpy())
     return _membership(conn, int(run["atom_set_id"]), lines,
                        basis=run["params"].get("basis", "served"))
 
 
 def derive_publications(
-    conn: Connection, run_id: int, target_sets: tuple[str, ...] | list[str], step: Step = quiet
+    conn: Connection, run_id: int, target_sets: tuple[str, ...] | list[str], step: Step = quiet,
+    *, fit: Fit = "split",
 ) -> list[str]:
     """Publish ``run_id`` through each target set it is not yet published to (no re-run).
 
-    Returns the collection ids of the run in those target sets. Nothing becomes current.
+    ``fit="best_fit"`` makes ONS-style best-fit publications (each small area wholly in one
+    target; ids end ``-best-fit``) beside the default ones. Returns the collection ids of the
+    run in those target sets. Nothing becomes current.
     """
     run = runs.get_run(conn, run_id)
-    have = runs.published_sets(conn, run_id)
+    have = runs.published_sets(conn, run_id, fit)
     wanted = [(s, store_boundaries.get_set(conn, s)) for s in target_sets]
     missing = [(s, meta) for s, meta in wanted if int(meta["id"]) not in have]
     if missing:
@@ -565,8 +633,11 @@ def derive_publications(
         zone_set_id = store_atoms.get_atom_set(conn, int(run["atom_set_id"]))["zone_set_id"]
         proxies = atom_proxy_values(atoms, reference.proxy_values(conn, zone_set_id))
         computed = pipeline.Run.stored(product, slices, proxies)
-        with step(f"Run {run_id} by the area method (for each figure's range)"):
-            alternative = _by_area(conn, run, atoms, proxies)
+        with step(f"Run {run_id} by the area method and any alternative proxies (for each "
+                  "figure's range)"):
+            alternative = pipeline.Alternative(
+                _by_area(conn, run, atoms, proxies), atoms,
+                _by_alternative_proxy(conn, run, atoms, proxies))
         bodies = list(run["params"]["bodies"])
         divisions = reference.cofog_divisions(conn)
         body_names = {slug: row["name"] for slug, row in reference.bodies(conn).items()}
@@ -576,19 +647,25 @@ def derive_publications(
             with step(f"Summing run {run_id} into {target_set}"):
                 units = store_boundaries.read_boundaries(conn, int(meta["id"]))
                 pub = pipeline.publish(computed, target_set, xw, units, bodies,
-                                       alternative=pipeline.Alternative(alternative, atoms))
+                                       alternative=alternative, fit=fit)
             year = run["financial_year"]
             basis = run["params"].get("basis", "served")
+            how = "" if fit == "split" else (
+                " Best fit: each small area (LSOA) wholly in the unit holding most of its "
+                "residents, as in ONS best-fit tables, instead of split by share.")
             writes.append(runs.CollectionWrite(
-                collection_id=collection_id(target_set, year, basis),
+                collection_id=collection_id(target_set, year, basis)
+                + ("" if fit == "split" else "-best-fit"),
                 target_set_id=int(meta["id"]),
-                title=f"Public spend {year} ({basis} basis): {meta['name']}",
+                title=f"Public spend {year} ({basis} basis"
+                + ("" if fit == "split" else ", best fit") + f"): {meta['name']}",
                 description=(
                     f"Public spend {year} of {len(bodies)} bodies ({', '.join(bodies)}) "
                     f"apportioned to {meta['name']} ({len(units)} features), run {run_id}, "
-                    f"on one location basis, {BASIS_TEXT[basis]}. Pounds; per_head uses "
+                    f"on one location basis, {BASIS_TEXT[basis]}.{how} Pounds; per_head uses "
                     f"{RESIDENTS}."
                 ),
+                fit=fit,
                 target_alloc=pub.target_alloc,
                 allocated_pence=pub.outcome.allocated_pence,
                 outside_pence=pub.outcome.outside_pence,
@@ -597,28 +674,29 @@ def derive_publications(
             ))
         with step(f"Storing {len(writes)} publication(s) of run {run_id}"), conn.transaction():
             runs.lock_runs(conn)
-            have = runs.published_sets(conn, run_id)
+            have = runs.published_sets(conn, run_id, fit)
             for w in writes:
                 if w.target_set_id not in have:
                     runs.save_publication(conn, run_id, w)
-    have = runs.published_sets(conn, run_id)
+    have = runs.published_sets(conn, run_id, fit)
     return [have[int(meta["id"])] for _, meta in wanted]
 
 
 def publish(
     conn: Connection, run_id: int, target_sets: tuple[str, ...] | list[str] | None = None,
-    step: Step = quiet,
+    step: Step = quiet, *, fit: Fit = "split",
 ) -> list[str]:
     """Make ``run_id`` the run its collections serve (deriving any that are missing).
 
-    ``target_sets`` default to every set the run is already published to. Returns the
-    collection ids now serving the run.
+    ``target_sets`` default to every set the run is already published to (every fit). With
+    ``fit="best_fit"`` the named sets' best-fit publications are derived and made current.
+    Returns the collection ids now serving the run.
     """
     run = runs.get_run(conn, run_id)
     if target_sets is None:
         ids = [c["id"] for c in run["collections"]]
     else:
-        ids = derive_publications(conn, run_id, target_sets, step)
+        ids = derive_publications(conn, run_id, target_sets, step, fit=fit)
     if not ids:
         raise NotFound(f"run {run_id} has no publications",
                        "name a target set: `placespend publish RUN --to SET`")

@@ -10,11 +10,17 @@ from store.boundaries import ewkb_hex
 from store.db import Connection
 
 
-def find_atom_set(conn: Connection, zone_set_id: int, cut_set_id: int) -> dict | None:
-    """The atom set cutting one boundary set version by another, or None."""
+def find_atom_set(conn: Connection, zone_set_id: int, cut_set_id: int,
+                  fine_set_id: int | None = None, fine_proxy: str | None = None) -> dict | None:
+    """The atom set cutting one boundary set version by another, or None.
+
+    ``fine_set_id`` (and ``fine_proxy``): the set whose finer units share each straddling
+    small area between its atoms (None: shared by land area).
+    """
     return conn.execute(
-        "SELECT * FROM atom_set WHERE zone_set_id = %s AND cut_set_id = %s",
-        (zone_set_id, cut_set_id),
+        "SELECT * FROM atom_set WHERE zone_set_id = %s AND cut_set_id = %s"
+        " AND fine_set_id IS NOT DISTINCT FROM %s AND fine_proxy IS NOT DISTINCT FROM %s",
+        (zone_set_id, cut_set_id, fine_set_id, fine_proxy),
     ).fetchone()
 
 
@@ -32,12 +38,14 @@ def get_atom_set(conn: Connection, atom_set_id: int) -> dict:
 
 
 def save_atoms(
-    conn: Connection, *, slug: str, zone_set_id: int, cut_set_id: int, atoms: gpd.GeoDataFrame
+    conn: Connection, *, slug: str, zone_set_id: int, cut_set_id: int, atoms: gpd.GeoDataFrame,
+    fine_set_id: int | None = None, fine_proxy: str | None = None,
 ) -> int:
     """Insert an atom set and its atoms (atom_id, zone_code, cut_code, zone_share, area_m2)."""
     aid = conn.execute(
-        "INSERT INTO atom_set (slug, zone_set_id, cut_set_id) VALUES (%s, %s, %s) RETURNING id",
-        (slug, zone_set_id, cut_set_id),
+        "INSERT INTO atom_set (slug, zone_set_id, cut_set_id, fine_set_id, fine_proxy)"
+        " VALUES (%s, %s, %s, %s, %s) RETURNING id",
+        (slug, zone_set_id, cut_set_id, fine_set_id, fine_proxy),
     ).fetchone()["id"]
     wkb = ewkb_hex(atoms.geometry.to_numpy())
     with conn.cursor().copy(

@@ -37,6 +37,8 @@ class CollectionWrite:
     outside_pence: int
     features: pd.DataFrame  # code + flat properties, one row per target unit
     schema: list[dict[str, Any]]  # name, type, nullable, description of each property
+    #: How small areas went to targets: "split" (by share) or "best_fit" (whole).
+    fit: str = "split"
 
 
 def lock_runs(conn: Connection) -> None:
@@ -104,10 +106,11 @@ def point_collections(conn: Connection, run_id: int, collection_ids: list[str]) 
     return sorted(r["id"] for r in rows)
 
 
-def published_sets(conn: Connection, run_id: int) -> dict[int, str]:
-    """Target set id -> collection id of every publication ``run_id`` already has."""
+def published_sets(conn: Connection, run_id: int, fit: str = "split") -> dict[int, str]:
+    """Target set id -> collection id of every publication ``run_id`` already has (by ``fit``)."""
     rows = conn.execute(
-        "SELECT target_set_id, id FROM collection WHERE run_id = %s", (run_id,)
+        "SELECT target_set_id, id FROM collection WHERE run_id = %s AND fit = %s",
+        (run_id, fit),
     ).fetchall()
     return {int(r["target_set_id"]): r["id"] for r in rows}
 
@@ -181,18 +184,18 @@ def _text(value: object) -> str | None:
 def save_publication(conn: Connection, run_id: int, c: CollectionWrite) -> None:
     """Write one publication of a run: target allocations, collection row and features."""
     with conn.cursor().copy(
-        "COPY target_allocation (run_id, target_set_id, target_code, slice_id, amount_pence)"
-        " FROM STDIN"
+        "COPY target_allocation (run_id, target_set_id, fit, target_code, slice_id,"
+        " amount_pence) FROM STDIN"
     ) as copy:
         for code, slice_id, pence in c.target_alloc[
             ["target_code", "slice_id", "amount_pence"]
         ].itertuples(index=False, name=None):
-            copy.write_row((run_id, c.target_set_id, code, int(slice_id), int(pence)))
+            copy.write_row((run_id, c.target_set_id, c.fit, code, int(slice_id), int(pence)))
     conn.execute(
-        "INSERT INTO collection (id, run_id, target_set_id, title, description, properties,"
-        " allocated_pence, outside_pence) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-        (c.collection_id, run_id, c.target_set_id, c.title, c.description, Jsonb(c.schema),
-         c.allocated_pence, c.outside_pence),
+        "INSERT INTO collection (id, run_id, target_set_id, fit, title, description, properties,"
+        " allocated_pence, outside_pence) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (c.collection_id, run_id, c.target_set_id, c.fit, c.title, c.description,
+         Jsonb(c.schema), c.allocated_pence, c.outside_pence),
     )
     with conn.cursor().copy(
         "COPY collection_feature (collection_id, run_id, code, properties) FROM STDIN"

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from placespend.load import load_embedded
-from placespend.runs import RunRequest, RunResult, make_run, publish
+from placespend.runs import DEFAULT_TARGETS, RunRequest, RunResult, make_run, publish
 from placespend.settings import Settings
 from store import cluster
 from store.db import Connection, connect
@@ -51,6 +51,7 @@ def demo(db_url: str) -> RunResult:
         publish(conn, earlier.run_id)
         result = make_run(conn, RunRequest())
         publish(conn, result.run_id)
+        publish(conn, result.run_id, DEFAULT_TARGETS, fit="best_fit")
         delivered = make_run(conn, RunRequest(basis="delivered"))
         publish(conn, delivered.run_id)
         return result

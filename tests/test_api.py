@@ -26,13 +26,14 @@ CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 HACKNEY_PENCE = 52_969_400_000
 GLA_PENCE = 470_086_300_000
 #: The whole public pound of 2014-15 in London: the 33 councils' and the GLA's service lines
-#: (£18.71bn) and the CRA's other rows (£55.27bn); the GP payments are inside NHS England's
-#: rows (tests/test_demo_run.py derives it from the files).
-ALL_PENCE = 7_398_070_600_000
+#: (£18.71bn) and the CRA's rows but its local government current spending on services
+#: (£65.82bn); the GP payments are inside NHS England's rows (tests/test_demo_run.py derives
+#: it from the files).
+ALL_PENCE = 8_452_687_200_000
 #: Lines of the 2014-15 run: 442 RS, 1,576 CRA, 1,437 GP practices.
 ALL_LINES = 442 + 1_576 + 1_437
 #: Pence the netting rules took off: CRA's local government rows and the GP payments.
-NETTED_PENCE = 2_916_061_300_000 + 120_404_145_300
+NETTED_PENCE = 1_861_444_700_000 + 120_404_145_300
 PROPERTIES = (
     ["code", "name", "population", "total", "total_pence", "per_head"]
     + [f"cofog_{i:02d}" for i in range(1, 11)]

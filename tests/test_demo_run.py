@@ -21,13 +21,21 @@ SPEND = [e.path for e in catalog.EMBEDDED if e.kind == "spend"]
 RS, CRA, GP = (catalog.DATA_DIR / p for p in SPEND)
 
 
-def cra_pence(year: str, *, local_government: bool | None = None) -> int:
-    """The CRA lines' pence for a year (£ thousand in the file), by plain pandas and Decimal;
-    only the local government rows (True), only the others (False) or all (None)."""
+def cra_pence(year: str, *, services: bool | None = None, sector: str | None = None) -> int:
+    """The CRA lines' pence for a year (£ thousand in the file), by plain pandas and Decimal.
+
+    ``services``: only the local government sector's current spending on services, which the
+    councils' returns count (True: rows of sector LG, current, not 10.6 Housing), only the
+    rest (False), or all (None); ``sector``: only that sector's rows.
+    """
     raw = pd.read_csv(CRA, dtype=str, keep_default_na=False)
     rows = raw[raw["financial_year"] == year]
-    if local_government is not None:
-        rows = rows[(rows["sector"] == "LG") == local_government]
+    if sector is not None:
+        rows = rows[rows["sector"] == sector]
+    if services is not None:
+        counted = ((rows["sector"] == "LG") & (rows["cap_or_cur"] == "CUR")
+                   & (rows["cofog_level_1"] != "10.6 Housing"))
+        rows = rows[counted == services]
     return int(sum(Decimal(v) * 100_000 for v in rows["amount"]))
 
 
@@ -38,8 +46,9 @@ def gp_pence() -> int:
 
 def whole_pound(year: str) -> int:
     """Every input less every netting rule: the councils' and the GLA's service lines, the
-    CRA's other rows, and the GP payments (taken off NHS England's rows, so counted once)."""
-    return sum(rs_service_pence(year).values()) + cra_pence(year, local_government=False)
+    CRA's other rows (its local government housing benefit and capital among them), and the
+    GP payments (taken off NHS England's rows, so counted once)."""
+    return sum(rs_service_pence(year).values()) + cra_pence(year, services=False)
 
 
 def rs_service_pence(year: str) -> dict[str, int]:
@@ -69,11 +78,14 @@ def test_conservation_report_accounts_for_every_penny(conn: Connection, demo: Ru
     every netting rule, to the penny, each rule its own line of the report."""
     report = demo.conservation
     rs, gp = sum(rs_service_pence("2014-15").values()), gp_pence()
-    cra, cra_lg = cra_pence("2014-15"), cra_pence("2014-15", local_government=True)
-    # hmt-cra-london/SOURCE.md (£ thousand): London 84,430,080; LG sector 29,160,613;
-    # nhs-payments-gp-practices-london/SOURCE.md: London 2014-15 £1,204,041,453
-    assert (cra, cra_lg, gp) == (84_430_080 * 100_000, 29_160_613 * 100_000,
-                                 1_204_041_453 * 100)
+    cra, cra_lg = cra_pence("2014-15"), cra_pence("2014-15", services=True)
+    # hmt-cra-london/SOURCE.md (£ thousand): London 84,430,080; LG sector 29,160,613, of which
+    # housing benefit (10.6 Housing) 6,549,842; nhs-payments-gp-practices-london/SOURCE.md:
+    # London 2014-15 £1,204,041,453
+    assert (cra, gp) == (84_430_080 * 100_000, 1_204_041_453 * 100)
+    assert cra_pence("2014-15", sector="LG") == 29_160_613 * 100_000
+    lg_capital = cra_pence("2014-15", sector="LG") - cra_lg - 6_549_842 * 100_000
+    assert (cra_lg, lg_capital) == (18_614_447 * 100_000, 3_996_324 * 100_000)
     assert rs == 1_871_123_900_000
     assert report["reported_pence"] == rs + cra + gp
     rules = {r["rule"]: r for r in report["netting"]}
@@ -83,7 +95,7 @@ def test_conservation_report_accounts_for_every_penny(conn: Connection, demo: Ru
     assert rules["gp-payments-in-nhs-england"]["not_netted_pence"] == 0
     assert report["netted_pence"] == cra_lg + gp
     assert report["total_pence"] == rs + cra + gp - cra_lg - gp == whole_pound("2014-15")
-    assert report["total_pence"] == 7_398_070_600_000  # £73.98bn
+    assert report["total_pence"] == 8_452_687_200_000  # £84.53bn
     assert report["allocated_pence"] == report["total_pence"]
     assert report["unallocated_pence"] == 0
     # 442 RS lines, 1,576 CRA rows, 1,437 GP practices
@@ -97,6 +109,7 @@ def test_conservation_report_accounts_for_every_penny(conn: Connection, demo: Ru
                 or line.reason), line
     netted = lines[lines["netted_pence"] != 0]
     assert set(netted["body"]) == {"cra_local_government", "nhs_england"}
+    assert not netted["reason"].str.contains("the line is £0").any()
     assert netted["reason"].str.contains("rule cra-local-government|rule gp-payments").all()
     zero = lines.loc[lines["amount_pence"] == 0]
     assert zero["reason"].str.startswith("nothing to allocate (the line is £0)").all()
@@ -183,8 +196,15 @@ def test_each_ward_s_range_holds_its_figure(conn: Connection, demo: RunResult) -
     london = _features(conn, "london-wards-2014-spend-2014-15")
     for f in london:
         assert f["range_low"] <= f["total"] <= f["range_high"]
-        three = (f["total"], f["total_by_area"], f["total_best_fit"])
-        assert (f["range_low"], f["range_high"]) == (min(three), max(three))
+        four = (f["total"], f["total_by_area"], f["total_best_fit"],
+                f["total_by_alternative_proxy"])
+        assert (f["range_low"], f["range_high"]) == (min(four), max(four))
+    # the alternative proxy (health by residents aged 65+) keeps London's pence and moves them
+    # towards wards with more older residents
+    assert round(sum(f["total_by_alternative_proxy"] for f in london) * 100) == \
+        whole_pound("2014-15")
+    moved = [f["total_by_alternative_proxy"] - f["total"] for f in london]
+    assert min(moved) < -100_000 and max(moved) > 100_000
     # by land area too, every penny of the whole pound is in London's wards
     assert round(sum(f["total_by_area"] for f in london) * 100) == whole_pound("2014-15")
     # and by best fit (each LSOA wholly to one ward), less only LSOAs in no London ward

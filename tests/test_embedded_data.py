@@ -179,7 +179,8 @@ def test_boundary_counts() -> None:
 
 def test_embedded_sets_as_loaded(conn: Connection, demo: object) -> None:
     expected = {"london-wards-2014": 630, "hackney-wards-2014": 21, "hackney-wards-2013": 19,
-                "london-lsoa-2011": 4835, "london-boroughs-2014": 33, "london-region-2014": 1}
+                "london-lsoa-2011": 4835, "hackney-oa-2011": 749, "london-boroughs-2014": 33,
+                "london-region-2014": 1}
     for e in catalog.EMBEDDED:
         if e.kind != "boundaries":
             continue
@@ -736,7 +737,8 @@ def test_every_catalog_path_exists() -> None:
             assert e.options["format"] in functions or e.options["format"] == "lines"
             assert e.options.get("site_set") is None or e.options["site_set"] in sites
     assert set(sets) == {"london-wards-2014", "hackney-wards-2014", "hackney-wards-2013",
-                         "london-lsoa-2011", "london-boroughs-2014", "london-region-2014"}
+                         "london-lsoa-2011", "hackney-oa-2011", "london-boroughs-2014",
+                         "london-region-2014"}
     # the derived sets are dissolved from the 2014 wards file
     for slug in ("london-boroughs-2014", "london-region-2014"):
         assert item("boundaries", slug).path == item("boundaries", "london-wards-2014").path
@@ -814,8 +816,9 @@ def test_loading_the_embedded_data_again_stores_nothing(fresh_db: str) -> None:
     assert after == before
     assert before["upload_batch"] == len(catalog.EMBEDDED)
     # RS 884 lines + CRA 3,152 (1,576 rows x 2 years) + GP payments 1,437; 34 RS bodies,
-    # 47 CRA bodies besides NHS England (the local government rows are one body), NHS England
-    assert before["spend_line"] == 884 + 3_152 + 1_437 and before["body"] == 34 + 47 + 1
+    # 46 CRA departments (Local Government England's local government rows are three bodies:
+    # current spending on services, housing benefit, capital), NHS England
+    assert before["spend_line"] == 884 + 3_152 + 1_437 and before["body"] == 34 + 46 + 3 + 1
 
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -834,8 +837,14 @@ def test_the_derived_files_are_exactly_what_derive_makes(tmp_path: Path) -> None
         source = rel.parent / "SOURCE.md"
         assert (catalog.DATA_DIR / source).read_bytes() == (SHARED_DATA / source).read_bytes()
     cra = pd.read_csv(made[0], dtype=str, keep_default_na=False)
-    # SOURCE.md, 2014-15 (£ thousand): LG sector 29,160,613 (the local government body)
-    lg = cra[(cra["financial_year"] == "2014-15") & (cra["body"] == "cra_local_government")]
+    # SOURCE.md, 2014-15 (£ thousand): LG sector 29,160,613, of which housing benefit
+    # 6,549,842: as three bodies (services, housing benefit, capital)
+    year = cra[cra["financial_year"] == "2014-15"]
+    lg = year[year["body"].isin(["cra_local_government", "cra_housing_benefit",
+                                 "cra_local_capital"])]
     assert round(sum(float(v) for v in lg["amount"])) == 29_160_613
     assert set(lg["sector"]) == {"LG"}
+    benefit = year[year["body"] == "cra_housing_benefit"]
+    assert round(sum(float(v) for v in benefit["amount"])) == 6_549_842
+    assert set(year.loc[year["body"] == "cra_local_capital", "cap_or_cur"]) == {"CAP"}
     assert (cra["body"].str.len() <= 63).all()

@@ -252,7 +252,7 @@ def test_map_renders_offline_in_chromium(server: str, tmp_path: Path) -> None:
                 "Greater London Authority:",
                 "Population proxy:",
                 "Confidence D: an estimate, mostly spread by a population proxy",
-                "by residents, land area or best fit",
+                "by residents, land area, best fit or an alternative proxy",
                 "%",
             ):
                 assert expected in text, f"{expected!r} missing from the popup:\n{text}"

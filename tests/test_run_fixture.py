@@ -370,3 +370,30 @@ def test_every_figure_has_its_area_method_range(world_db) -> None:
         "W1": 99_334, "W2": 700}
     assert (wards["W1"]["range_low"], wards["W1"]["range_high"]) == (745.01, 993.34)
     assert (wards["W2"]["range_low"], wards["W2"]["range_high"]) == (7.0, 255.33)
+
+
+def test_a_best_fit_publication_gives_whole_small_areas(world_db) -> None:
+    """Published by best fit, the figures are the best-fit ones above: W1 99,334p (Z1 and Z2
+    whole, Z2's tie going to the lower code), W2 700p (its own direct line); every resident of
+    Z2 counts in W1 too. The money the proxy spread shows as best fit, the direct £7 as
+    direct, the land-area spread line as area."""
+    url, request = world_db
+    with connect(url) as conn:
+        run_id = _run_and_publish(conn, request)
+        (cid,) = publish(conn, run_id, ["fx-wards"], fit="best_fit")
+        wards = {f["properties"]["code"]: f["properties"] for f in json.loads(
+            features.items(conn, cid, limit=10).features_json)}
+        meta = features.get_collection(conn, cid)
+        split = {f["properties"]["code"]: f["properties"] for f in json.loads(
+            features.items(conn, "fx-wards-spend-2014-15", limit=10).features_json)}
+    assert cid == "fx-wards-spend-2014-15-best-fit" and "best fit" in meta["title"]
+    assert {c: w["total_pence"] for c, w in wards.items()} == {"W1": 99_334, "W2": 700}
+    assert sum(w["population"] for w in wards.values()) == sum(
+        w["population"] for w in split.values())
+    assert wards["W2"]["share_direct"] == 1.0
+    # D (333p, spread by land area: no one is 65+) stays "area"; the rest was the proxy's
+    assert wards["W1"]["share_area"] == round(333 / 99_334, 6)
+    assert wards["W1"]["share_best_fit"] == round(1 - 333 / 99_334, 6)
+    assert wards["W1"]["confidence"] == "D"  # best fit of what residents spread: an estimate
+    for c, w in wards.items():  # the same figure as the split publication's best-fit range
+        assert round(split[c]["total_best_fit"] * 100) == w["total_pence"]

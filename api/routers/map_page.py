@@ -316,7 +316,8 @@ function placespendPopup(p) {
         " in total</p>" +
         (p.range_low !== undefined && p.range_low !== p.range_high ?
             "<p class='ps-meta'>" + gbp.format(p.range_low) + " to " +
-            gbp.format(p.range_high) + " by residents, land area or best fit</p>" : "") +
+            gbp.format(p.range_high) + " by residents, land area, best fit or an " +
+            "alternative proxy</p>" : "") +
         section("By function (COFOG division)", divisions) +
         section("By public body", bodies) +
         (shares.length ? "<h4>How it was apportioned</h4><table>" + shares.join("") +

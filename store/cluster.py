@@ -217,6 +217,24 @@ def create_database(cluster: Cluster, name: str, *, drop_first: bool = False) ->
     return url
 
 
+def discard_database(name: str) -> None:
+    """Drop database ``name`` where :func:`fresh_database` makes it.
+
+    That is ``DATABASE_URL``'s server, else the project-local cluster; tests call it so that
+    they leave no databases behind.
+    """
+    _check_db_name(name)
+    base = os.environ.get("DATABASE_URL")
+    if not base:
+        drop_database(ensure_running(), name)
+        return
+    pg, sql = _psycopg()
+    with _connect(pg.conninfo.make_conninfo(base, dbname="postgres")) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
 def drop_database(cluster: Cluster, name: str) -> None:
     """Drop database ``name`` if it exists, terminating any connections to it."""
     _check_db_name(name)
@@ -251,11 +269,9 @@ def fresh_database(name: str) -> str:
     base = os.environ.get("DATABASE_URL")
     if not base:
         return create_database(ensure_running(), name, drop_first=True)
+    discard_database(name)
     pg, sql = _psycopg()
     with _connect(pg.conninfo.make_conninfo(base, dbname="postgres")) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = pg.conninfo.make_conninfo(base, dbname=name)
     with _connect(url) as conn:

@@ -39,8 +39,10 @@ def _new_database(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def db_url() -> str:
-    return _new_database(f"placespend_test_{os.getpid()}")
+def db_url() -> Iterator[str]:
+    name = f"placespend_test_{os.getpid()}"
+    yield _new_database(name)
+    cluster.discard_database(name)  # a whole-pound demo database is ~0.7 GB: leave none
 
 
 @pytest.fixture(scope="session")
@@ -82,8 +84,10 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 
 @pytest.fixture()
-def fresh_db() -> str:
-    return _new_database(f"placespend_test_{os.getpid()}_{next(_counter)}")
+def fresh_db() -> Iterator[str]:
+    name = f"placespend_test_{os.getpid()}_{next(_counter)}"
+    yield _new_database(name)
+    cluster.discard_database(name)
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,39 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
 from api.routers import crosswalks, features, map_page, neighbourhoods, runs, uploads
 from placespend import __version__
 from placespend.settings import Settings
 from store.db import open_pool
+
+
+class HeadAsGet:
+    """Answer ``HEAD`` on every address that answers ``GET``.
+
+    The same status and headers, no body: clients and caches probe with ``HEAD``, and
+    FastAPI's routes list only ``GET``.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run a ``HEAD`` request as ``GET`` and send its status and headers only."""
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if not message.get("more_body", False):
+                    await send({"type": "http.response.body", "body": b""})
+                return
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -57,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - start) * 1e3:.2f}"
         return response
 
+    app.add_middleware(HeadAsGet)
     app.include_router(features.router)
     app.include_router(runs.router)
     app.include_router(neighbourhoods.router)

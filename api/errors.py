@@ -11,6 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.errors import PlacespendError
 
@@ -23,6 +24,22 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(PlacespendError)
     async def domain_error(request: Request, exc: PlacespendError) -> JSONResponse:
         return JSONResponse(exc.as_dict(), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def routing_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Unknown routes and methods in the same shape as every other error."""
+        if exc.status_code == 404:
+            body = {"code": "not_found", "cause": f"no such address: {request.url.path}",
+                    "where": request.url.path,
+                    "fix": "start from the landing page, /, or see /api for every address"}
+        elif exc.status_code == 405:
+            body = {"code": "method_not_allowed",
+                    "cause": f"{request.method} is not allowed on {request.url.path}",
+                    "where": request.url.path, "fix": "see /api for the methods each address takes"}
+        else:
+            body = {"code": "http_error", "cause": str(exc.detail), "where": request.url.path,
+                    "fix": "see /api"}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def bad_parameters(request: Request, exc: RequestValidationError) -> JSONResponse:

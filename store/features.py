@@ -115,8 +115,15 @@ def items(
     row = conn.execute(
         """
         WITH env AS (
-            SELECT ST_Transform(ST_MakeEnvelope(b[1], b[2], b[3], b[4], 4326), 27700) AS g
+            -- clamped to where British National Grid is defined (a world-sized box would
+            -- collapse when its corners are reprojected), and densified so that its edges
+            -- stay where they are in lon/lat
+            SELECT ST_Transform(ST_Segmentize(ST_MakeEnvelope(
+                       greatest(b[1], -9.01), greatest(b[2], 49.75),
+                       least(b[3], 2.01), least(b[4], 61.01), 4326), 0.05), 27700) AS g
               FROM (SELECT %(bbox)s::float8[] AS b) x WHERE %(bbox)s::float8[] IS NOT NULL
+               AND greatest(b[1], -9.01) < least(b[3], 2.01)
+               AND greatest(b[2], 49.75) < least(b[4], 61.01)
         ), matched AS (
             SELECT f.code, f.properties, b.geom
               FROM collection_feature f
@@ -124,7 +131,7 @@ def items(
              WHERE f.collection_id = %(cid)s AND f.run_id = %(run)s
                AND (%(code)s::text IS NULL OR f.code = %(code)s::text)
                AND (%(parent)s::text IS NULL OR b.parent_code = %(parent)s::text)
-               AND (NOT EXISTS (SELECT 1 FROM env)
+               AND (%(bbox)s::float8[] IS NULL
                     OR EXISTS (SELECT 1 FROM env WHERE b.geom && env.g
                                                    AND ST_Intersects(b.geom, env.g)))
         ), page AS (

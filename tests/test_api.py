@@ -422,3 +422,36 @@ def test_a_what_if_run_leaves_every_public_collection_byte_identical(
             != sum(f["properties"]["total_pence"] for f in now["features"]))
     run = client.get(f"/runs/{what_if}").json()
     assert not any(c["public"] for c in run["collections"])
+
+
+def test_unknown_routes_and_methods_answer_in_the_one_error_shape(client: TestClient) -> None:
+    r = client.get("/no/such/place")
+    assert r.status_code == 404
+    assert r.json()["code"] == "not_found" and set(r.json()) == {"code", "cause", "where", "fix"}
+    r = client.delete(f"/collections/{HACKNEY}")
+    assert r.status_code == 405
+    assert r.json()["code"] == "method_not_allowed" and "DELETE" in r.json()["cause"]
+
+
+def test_head_answers_like_get_without_a_body(client: TestClient) -> None:
+    got = client.get(f"/collections/{HACKNEY}/items?limit=2")
+    head = client.head(f"/collections/{HACKNEY}/items?limit=2")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.headers["etag"] == got.headers["etag"]
+
+
+def test_a_huge_offset_is_a_400_naming_it(client: TestClient) -> None:
+    r = client.get(f"/collections/{HACKNEY}/items", params={"offset": 99999999999999999999})
+    assert r.status_code == 400 and r.json()["where"] == "query.offset"
+
+
+def test_a_world_sized_bbox_returns_every_feature(client: TestClient) -> None:
+    """The world's corners collapse when reprojected to British National Grid: the box is
+    clamped to where the grid is defined first. A box wholly outside it finds nothing."""
+    world = client.get(f"/collections/{HACKNEY}/items", params={"bbox": "-180,-90,180,90"})
+    assert world.status_code == 200 and world.json()["numberMatched"] == 21
+    far = client.get(f"/collections/{HACKNEY}/items", params={"bbox": "100,10,110,20"})
+    assert far.status_code == 200 and far.json()["numberMatched"] == 0
+    one = client.get(f"/collections/{HACKNEY}/items", params={"bbox": "-0.085,51.535,-0.06,51.55"})
+    assert 0 < one.json()["numberMatched"] < 21

@@ -341,7 +341,8 @@ def items(
     limit: Annotated[int, Query(
         ge=1, description="Features per page, 1 to the server's maximum (10,000 by default)"
     )] = 1000,
-    offset: Annotated[int, Query(ge=0, description="Features to skip (follow `next` links)")] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1,
+                                 description="Features to skip (follow `next` links)")] = 0,
     bbox: Annotated[str | None, Query(
         description="minlon,minlat,maxlon,maxlat in CRS84 (longitude first); features that "
                     "intersect it",

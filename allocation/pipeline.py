@@ -160,8 +160,9 @@ def publish(
     run can be published to any boundary set later without re-running. Inside + outside always
     equals the product. With ``alternative`` (the same lines by the area method,
     :func:`by_area`, and the atoms), each feature also says what it would be by land area
-    (``total_by_area``) and by ONS-style best fit of whole small areas (``total_best_fit``,
-    :func:`allocation.crosswalk.best_fit`), and the range they span with the total
+    (``total_by_area``), by ONS-style best fit of whole small areas (``total_best_fit``,
+    :func:`allocation.crosswalk.best_fit`) and, where the proxy table names alternative
+    proxies, by those (``total_by_alternative_proxy``), and the range they span with the total
     (``range_low``, ``range_high``).
 
     With ``fit="best_fit"`` (figures comparable with official best-fit tables) what a proxy or
@@ -179,7 +180,7 @@ def publish(
     if fit == "best_fit":
         if whole is None:
             raise ValueError("a best-fit publication needs the atoms (alternative.atoms)")
-        target_alloc, outside = _through_best_fit(run, crosswalk, whole, target_set)
+        target_alloc, outside = _through_best_fit(run, crosswalk, whole)
         population = target_values(run.proxies[[RESIDENTS]], coded(whole))[RESIDENTS]
         slices = slices.assign(method=slices["method"].replace({"proxy": "best_fit"}))
     else:
@@ -202,8 +203,8 @@ def publish(
     return Publication(target_set, target_alloc, outside, features, outcome)
 
 
-def _through_best_fit(run: Run, crosswalk: pd.DataFrame, whole: pd.DataFrame,
-                      target_set: str) -> tuple[pd.DataFrame, int]:
+def _through_best_fit(run: Run, crosswalk: pd.DataFrame, whole: pd.DataFrame
+                      ) -> tuple[pd.DataFrame, int]:
     """Target pence by best fit (:func:`_best_fit_alloc`) and the pence outside every target.
 
     Inside and outside add up to every penny the atoms hold by construction.

@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -93,12 +93,14 @@ class RunResult:
     conservation: dict
 
 
-def collection_id(target_set: str, financial_year: str, basis: Basis = "served") -> str:
+def collection_id(target_set: str, financial_year: str, basis: Basis = "served",
+                  fit: Fit = "split") -> str:
     """The published id: ``hackney-wards-2014-spend-2014-15`` (no dots, for QGIS).
 
-    A run on the delivered basis has ``-delivered`` after it.
+    A run on the delivered basis has ``-delivered`` after it, a best-fit publication
+    ``-best-fit``.
     """
-    suffix = "" if basis == "served" else f"-{basis}"
+    suffix = ("" if basis == "served" else f"-{basis}") + ("" if fit == "split" else "-best-fit")
     return f"{target_set}-spend-{financial_year}{suffix}"
 
 
@@ -570,32 +572,24 @@ def _with_transfers(outcomes: pd.DataFrame, lines: pd.DataFrame, flows: pd.DataF
     return out, summary
 
 
-def _by_area(conn: Connection, run: dict, atoms: pd.DataFrame, proxies: pd.DataFrame
-             ) -> pipeline.Run:
-    """The run's own lines apportioned by the area method (no proxy): each figure's range."""
+def _alternatives(conn: Connection, run: dict, atoms: pd.DataFrame, proxies: pd.DataFrame
+                  ) -> pipeline.Alternative:
+    """The run's own lines spread the other ways each figure's range shows.
+
+    By the area method (no proxy), and with each line's alternative proxy where its proxy table
+    row names one (the rest as the run spread them; None when no row names one). The lines are
+    read and placed once for both.
+    """
     lines, membership = _placed_as_run(conn, run, spend.read_lines(conn, run_id=int(run["id"])))
     cut = store_atoms.get_atom_set(conn, int(run["atom_set_id"]))["cut_slug"]
     inputs = pipeline.Inputs(lines, atoms, pd.DataFrame(columns=["proxy", "unit_code", "value"]),
                              membership, cut, atom_proxies=proxies)
-    return pipeline.compute(pipeline.by_area(inputs))
-
-
-def _by_alternative_proxy(conn: Connection, run: dict, atoms: pd.DataFrame,
-                          proxies: pd.DataFrame) -> pipeline.Run | None:
-    """The run's own lines with each one's alternative proxy: each figure's range.
-
-    Lines whose proxy table row names no alternative are spread as the run spread them. None
-    when no row names one.
-    """
-    lines, membership = _placed_as_run(conn, run, spend.read_lines(conn, run_id=int(run["id"])))
     other = lines["alternative"] != ""
-    if not other.any():
-        return None
-    lines = lines.assign(proxy=lines["proxy"].where(~other, lines["alternative"]))
-    cut = store_atoms.get_atom_set(conn, int(run["atom_set_id"]))["cut_slug"]
-    return pipeline.compute(pipeline.Inputs(
-        lines, atoms, pd.DataFrame(columns=["proxy", "unit_code", "value"]), membership, cut,
-        atom_proxies=proxies))
+    by_other = None
+    if other.any():
+        by_other = pipeline.compute(replace(inputs, lines=lines.assign(
+            proxy=lines["proxy"].where(~other, lines["alternative"]))))
+    return pipeline.Alternative(pipeline.compute(pipeline.by_area(inputs)), atoms, by_other)
 
 
 def _placed_as_run(conn: Connection, run: dict, lines: pd.DataFrame
@@ -635,9 +629,7 @@ def derive_publications(
         computed = pipeline.Run.stored(product, slices, proxies)
         with step(f"Run {run_id} by the area method and any alternative proxies (for each "
                   "figure's range)"):
-            alternative = pipeline.Alternative(
-                _by_area(conn, run, atoms, proxies), atoms,
-                _by_alternative_proxy(conn, run, atoms, proxies))
+            alternative = _alternatives(conn, run, atoms, proxies)
         bodies = list(run["params"]["bodies"])
         divisions = reference.cofog_divisions(conn)
         body_names = {slug: row["name"] for slug, row in reference.bodies(conn).items()}
@@ -654,8 +646,7 @@ def derive_publications(
                 " Best fit: each small area (LSOA) wholly in the unit holding most of its "
                 "residents, as in ONS best-fit tables, instead of split by share.")
             writes.append(runs.CollectionWrite(
-                collection_id=collection_id(target_set, year, basis)
-                + ("" if fit == "split" else "-best-fit"),
+                collection_id=collection_id(target_set, year, basis, fit),
                 target_set_id=int(meta["id"]),
                 title=f"Public spend {year} ({basis} basis"
                 + ("" if fit == "split" else ", best fit") + f"): {meta['name']}",

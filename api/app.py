@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
-from api.routers import crosswalks, features, map_page, neighbourhoods, runs, uploads
+from api.cache import ByteCache
+from api.routers import crosswalks, features, map_page, neighbourhoods, runs, tiles, uploads
 from placespend import __version__
 from placespend.settings import Settings
 from store.db import open_pool
@@ -40,6 +43,28 @@ class HeadAsGet:
             await send(message)
 
         await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
+class ServerTiming:
+    """Say how long the server took (``Server-Timing: app;dur=ms``), for clients and bench."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Add the header to the response's start message."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+
+        async def timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                took = f"app;dur={(time.perf_counter() - start) * 1e3:.2f}".encode()
+                message["headers"] = [*message.get("headers", []), (b"server-timing", took)]
+            await send(message)
+
+        await self.app(scope, receive, timed)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -73,19 +98,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.tile_cache = ByteCache(settings.tile_cache_mb * 1024 * 1024)
     errors.install(app)
-
-    @app.middleware("http")
-    async def server_timing(request: Request, call_next: Callable[[Request], Awaitable[Response]]
-                            ) -> Response:
-        """Say how long the server took (``Server-Timing: app;dur=ms``), for clients and bench."""
-        start = time.perf_counter()
-        response = await call_next(request)
-        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - start) * 1e3:.2f}"
-        return response
-
+    # Outermost last: CORS answers preflights first; gzip when asked (not already-encoded
+    # bodies); HEAD as GET; the timing of everything inside.
+    app.add_middleware(ServerTiming)
     app.add_middleware(HeadAsGet)
+    app.add_middleware(GZipMiddleware, minimum_size=1000)
+    app.add_middleware(
+        CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+        allow_headers=["*"], expose_headers=["ETag", "Content-Crs", "Link", "Server-Timing",
+                                             "Content-Disposition"],
+    )
     app.include_router(features.router)
+    app.include_router(tiles.router)
     app.include_router(runs.router)
     app.include_router(neighbourhoods.router)
     app.include_router(uploads.router)

@@ -6,6 +6,7 @@ run, parameters): :func:`etag` hashes those, and :func:`cached` answers ``If-Non
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Any
@@ -18,6 +19,8 @@ from domain.errors import BadRequest
 from domain.version import ALGORITHM_VERSION
 
 CACHE_CONTROL = "public, max-age=300"
+#: For addresses pinned to a run (``?run=N``): what they answer can never change.
+CACHE_CONTROL_PINNED = "public, max-age=31536000, immutable"
 #: Bump when a response format changes, so cached answers are not revalidated as current.
 _ETAG_FORMAT = "1"
 
@@ -49,12 +52,27 @@ def json_response(content: Any, *, headers: dict[str, str] | None = None,
     return JSONResponse(jsonable_encoder(content), headers=headers, status_code=status_code)
 
 
+def _plain(value: object) -> object:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [type(value).__name__, dataclasses.asdict(value)]
+    return str(value)
+
+
 def etag(*parts: object) -> str:
-    """A weak validator: the hash of what determines the body (the timeStamp aside)."""
+    """A weak validator: the hash of what determines the body (the timeStamp aside).
+
+    Parameter objects (:mod:`api.query`) are hashed whole, every field, so a parameter added
+    to one changes the key with no list to keep up to date.
+    """
     digest = hashlib.sha256(
-        json.dumps([_ETAG_FORMAT, ALGORITHM_VERSION, *parts], default=str).encode()
+        json.dumps([_ETAG_FORMAT, ALGORITHM_VERSION, *parts], default=_plain).encode()
     ).hexdigest()
     return f'W/"{digest[:32]}"'
+
+
+def layer_etag(layer: Any, what: str, query: object = None) -> str:
+    """The ETag of ``what`` (items, schema, a tile...) of a layer at its version, for ``query``."""
+    return etag(layer.id, layer.version, what, query)
 
 
 def not_modified(request: Request, tag: str) -> bool:
@@ -72,9 +90,14 @@ def not_modified(request: Request, tag: str) -> bool:
     return any(bare(t) == bare(tag) for t in header.split(","))
 
 
-def cached(request: Request, tag: str, body: str, media_type: str) -> Response:
-    """``body`` with its ETag and cache headers, or a bare 304 when the client has it."""
-    headers = {"ETag": tag, "Cache-Control": CACHE_CONTROL}
+def cached(request: Request, tag: str, body: str | bytes, media_type: str, *,
+           pinned: bool = False, headers: dict[str, str] | None = None) -> Response:
+    """``body`` with its ETag and cache headers, or a bare 304 when the client has it.
+
+    ``pinned``: the address names its run, so the answer may be cached for a year.
+    """
+    headers = {"ETag": tag, "Cache-Control": CACHE_CONTROL_PINNED if pinned else CACHE_CONTROL,
+               **(headers or {})}
     if not_modified(request, tag):
         return Response(status_code=304, headers=headers)
     return Response(body, media_type=media_type, headers=headers)

@@ -19,6 +19,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     max_items: int = Field(default=10_000, description="largest page /items will serve")
+    max_tile_features: int = Field(
+        default=20_000, description="most features one vector tile holds (the rest dropped)"
+    )
+    tile_cache_mb: int = Field(
+        default=256, description="memory for tiles already made (0: make every tile afresh)"
+    )
     dask_scheduler: str | None = Field(
         default=None,
         description=(

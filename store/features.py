@@ -1,29 +1,102 @@
-"""What the OGC API Features endpoints read: collections and GeoJSON built inside PostGIS.
+"""What the OGC API endpoints read: layers, and GeoJSON and vector tiles built inside PostGIS.
 
-Each collection id resolves to the run it currently serves (``collection_current``: the
-newest run published, or an earlier one asked for again with the same inputs); every response
-names that run, and since runs never change the pair (collection, run) is a safe cache key.
+A *layer* is anything served as a collection: a publication of a run (``collection``: the
+figures of one run summed into one boundary set) or a boundary set itself (its codes, names
+and shapes, no figures). A publication id resolves to the run it currently serves
+(``collection_current``) unless a run is asked for; every layer has a ``version`` (the run, or
+what the boundary set holds) so that (layer id, version, parameters) is a safe cache key.
+
+Geometry is stored in British National Grid (EPSG:27700) and reprojected here, in SQL, to the
+SRID the caller asks for; features come back as GeoJSON text (never parsed in Python) and tiles
+as Mapbox Vector Tile bytes from ``ST_AsMVT``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from threading import Lock
+from typing import Any
 
 from domain.errors import NotFound
 from store.db import Connection
 
-_COLLECTION = """
-SELECT c.id, c.run_id, c.target_set_id, c.title, c.description, c.properties, c.created_at,
-       r.financial_year, s.slug AS target_set, s.licence, s.attribution,
-       (SELECT count(*) FROM collection_feature f
-         WHERE f.collection_id = c.id AND f.run_id = c.run_id) AS features,
-       (SELECT ARRAY[ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)]
-          FROM (SELECT ST_Transform(ST_SetSRID(ST_Extent(b.geom), 27700), 4326)::box2d AS e
-                  FROM boundary b WHERE b.set_id = c.target_set_id) x) AS bbox
+#: British National Grid's area of use (EPSG's, in lon/lat), with a little margin: boxes are
+#: clamped to it before they are reprojected, as a world-sized box would collapse.
+BNG_AREA = (-9.01, 49.75, 2.01, 61.01)
+#: Web Mercator's half-width in metres (tile sizes per zoom).
+_MERCATOR_HALF = 20037508.342789244
+#: Tile extent in MVT units, and the buffer around it (pixels at 256 px a tile: 4).
+MVT_EXTENT = 4096
+MVT_BUFFER = 64
+
+_PUBLICATION = """
+SELECT c.id, c.run_id, c.target_set_id AS set_id, c.title, c.description, c.properties,
+       c.fit, r.financial_year, s.slug AS set_slug, s.licence, s.attribution
   FROM collection c
   JOIN run r ON r.id = c.run_id
   JOIN boundary_set s ON s.id = c.target_set_id
 """
+_BOUNDARY_SET = """
+SELECT s.id AS set_id, s.slug, s.name, s.kind, s.vintage, s.licence, s.attribution,
+       count(b.id) AS n, coalesce(max(b.id), 0) AS last_id
+  FROM boundary_set s LEFT JOIN boundary b ON b.set_id = s.id
+"""
+#: Each layer kind's rows: code, properties (json), geometry (27700) and enclosing unit's code.
+_SOURCE = {
+    "publication": (
+        "SELECT f.code, f.properties, b.geom, b.parent_code FROM collection_feature f"
+        " JOIN boundary b ON b.set_id = %(set)s AND b.code = f.code"
+        " WHERE f.collection_id = %(cid)s AND f.run_id = %(run)s"
+    ),
+    "boundaries": (
+        "SELECT b.code, json_build_object('code', b.code, 'name', b.name, 'parent_code',"
+        " b.parent_code) AS properties, b.geom, b.parent_code FROM boundary b"
+        " WHERE b.set_id = %(set)s"
+    ),
+}
+#: The properties of a boundary-set layer, in the shape a publication stores its schema.
+_BOUNDARY_PROPERTIES = [
+    {"name": "code", "type": "string", "nullable": False,
+     "description": "The unit's code (an ONS GSS code for official boundaries)"},
+    {"name": "name", "type": "string", "nullable": False, "description": "The unit's name"},
+    {"name": "parent_code", "type": "string", "nullable": True,
+     "description": "The code of the unit it lies in (a ward's borough), if known"},
+]
+#: The box a request selects by, in 27700: a lon/lat box clamped to the grid's area of use and
+#: densified before reprojecting (its edges stay where they are in lon/lat), or a 27700 box.
+_ENV = """
+env AS (
+    SELECT CASE WHEN %(bbox_srid)s = 27700
+                THEN ST_MakeEnvelope(b[1], b[2], b[3], b[4], 27700)
+                ELSE ST_Transform(ST_Segmentize(ST_MakeEnvelope(
+                       greatest(b[1], -9.01), greatest(b[2], 49.75),
+                       least(b[3], 2.01), least(b[4], 61.01), 4326), 0.05), 27700) END AS g
+      FROM (SELECT %(bbox)s::float8[] AS b) x
+     WHERE %(bbox)s::float8[] IS NOT NULL
+       AND (%(bbox_srid)s = 27700 OR (greatest(b[1], -9.01) < least(b[3], 2.01)
+                                      AND greatest(b[2], 49.75) < least(b[4], 61.01)))
+)"""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One served collection: a publication of a run, or a boundary set."""
+
+    id: str
+    kind: str  # "publication" or "boundaries"
+    set_id: int
+    set_slug: str
+    title: str
+    description: str
+    licence: str
+    attribution: str
+    properties: list[dict[str, Any]] = field(hash=False, compare=False)
+    run_id: int | None = None
+    financial_year: str | None = None
+    fit: str = "split"
+    #: What the content depends on: the run, or the boundary set's rows. Part of cache keys.
+    version: str = ""
 
 
 @dataclass(frozen=True)
@@ -33,147 +106,311 @@ class Page:
     features_json: str  # a JSON array of Feature objects
     number_matched: int
     number_returned: int
-    run_id: int
+    run_id: int | None
 
 
-def list_collections(conn: Connection) -> list[dict]:
-    """Every public collection, as served now (the run it currently points at)."""
-    return conn.execute(
-        _COLLECTION
-        + " JOIN collection_current cur ON cur.id = c.id AND cur.run_id = c.run_id"
+@dataclass(frozen=True)
+class Filter:
+    """``property = value`` on one of a layer's properties (its type from the schema)."""
+
+    name: str
+    type: str  # integer, number or string
+    value: str
+
+
+# ---- layers ------------------------------------------------------------------------------
+
+
+def _publication(row: dict) -> Layer:
+    return Layer(
+        id=row["id"], kind="publication", set_id=row["set_id"], set_slug=row["set_slug"],
+        title=row["title"], description=row["description"], licence=row["licence"],
+        attribution=row["attribution"], properties=list(row["properties"]),
+        run_id=int(row["run_id"]), financial_year=row["financial_year"], fit=row["fit"],
+        version=f"run:{row['run_id']}",
+    )
+
+
+def _boundary_layer(row: dict) -> Layer:
+    return Layer(
+        id=row["slug"], kind="boundaries", set_id=row["set_id"], set_slug=row["slug"],
+        title=f"{row['name']} (boundaries)",
+        description=(f"The {row['n']} {row['kind']} boundaries of {row['name']} "
+                     f"({row['vintage']}): codes, names and shapes, no figures."),
+        licence=row["licence"], attribution=row["attribution"],
+        properties=_BOUNDARY_PROPERTIES, version=f"set:{row['n']}:{row['last_id']}",
+    )
+
+
+def list_layers(conn: Connection) -> list[Layer]:
+    """Every public layer: each publication as served now, then every boundary set."""
+    pubs = conn.execute(
+        _PUBLICATION + " JOIN collection_current cur ON cur.id = c.id AND cur.run_id = c.run_id"
         " ORDER BY c.id"
     ).fetchall()
+    sets = conn.execute(_BOUNDARY_SET + " GROUP BY s.id ORDER BY s.slug").fetchall()
+    taken = {r["id"] for r in pubs}
+    return [_publication(r) for r in pubs] + [
+        _boundary_layer(r) for r in sets if r["slug"] not in taken
+    ]
 
 
-def get_collection(conn: Connection, collection_id: str, run_id: int | None = None) -> dict:
-    """One collection as served now, or as published from ``run_id``; NotFound if absent."""
+def get_layer(conn: Connection, layer_id: str, run_id: int | None = None) -> Layer:
+    """One layer: a publication (as served now, or from ``run_id``), else a boundary set.
+
+    NotFound, naming what exists, when there is neither.
+    """
     if run_id is None:
         row = conn.execute(
-            _COLLECTION + " JOIN collection_current cur ON cur.id = c.id"
-            " AND cur.run_id = c.run_id WHERE c.id = %s",
-            (collection_id,),
+            _PUBLICATION + " JOIN collection_current cur ON cur.id = c.id"
+            " AND cur.run_id = c.run_id WHERE c.id = %s", (layer_id,),
         ).fetchone()
     else:
         row = conn.execute(
-            _COLLECTION + " WHERE c.id = %s AND c.run_id = %s", (collection_id, run_id)
+            _PUBLICATION + " WHERE c.id = %s AND c.run_id = %s", (layer_id, run_id)
         ).fetchone()
-    if row is None:
-        raise _not_found(conn, collection_id, run_id)
-    return row
+    if row is not None:
+        return _publication(row)
+    if run_id is None:
+        found = conn.execute(
+            _BOUNDARY_SET + " WHERE s.slug = %s GROUP BY s.id", (layer_id,)
+        ).fetchone()
+        if found is not None:
+            return _boundary_layer(found)
+    raise _not_found(conn, layer_id, run_id)
 
 
-def _not_found(conn: Connection, collection_id: str, run_id: int | None) -> NotFound:
+_SUMMARY_LOCK = Lock()
+_SUMMARIES: dict[tuple, dict] = {}
+
+
+def summary(conn: Connection, layer: Layer) -> dict:
+    """The layer's feature count and extent (CRS84 and 27700), worked out once per version.
+
+    Layers never change under one version (runs are immutable; a boundary set's version moves
+    when it gains a unit), so ``/collections`` does not recount every layer on every call.
+    """
+    info = conn.info
+    key = (info.host, info.port, info.dbname, layer.id, layer.version)
+    with _SUMMARY_LOCK:
+        if key in _SUMMARIES:
+            return _SUMMARIES[key]
+    row = conn.execute(
+        f"WITH src AS ({_SOURCE[layer.kind]}), e AS (SELECT count(*) AS n,"
+        " ST_SetSRID(ST_Extent(geom), 27700) AS box FROM src)"
+        " SELECT n, ARRAY[ST_XMin(box), ST_YMin(box), ST_XMax(box), ST_YMax(box)] AS bng,"
+        " (SELECT ARRAY[ST_XMin(g), ST_YMin(g), ST_XMax(g), ST_YMax(g)]"
+        "    FROM (SELECT ST_Transform(box, 4326)::box2d AS g) t) AS lonlat FROM e",
+        _params(layer),
+    ).fetchone()
+    out = {
+        "features": int(row["n"]),
+        "bbox": [float(v) for v in row["lonlat"]] if row["n"] else None,
+        "bbox_27700": [float(v) for v in row["bng"]] if row["n"] else None,
+    }
+    with _SUMMARY_LOCK:
+        if len(_SUMMARIES) > 10_000:
+            _SUMMARIES.clear()
+        _SUMMARIES[key] = out
+    return out
+
+
+def _not_found(conn: Connection, layer_id: str, run_id: int | None) -> NotFound:
     if run_id is not None and conn.execute(
         "SELECT 1 FROM run WHERE id = %s", (run_id,)
     ).fetchone() is None:
         return NotFound(f"no run {run_id}", "list the runs with GET /runs", where="run")
     if run_id is None:
         return NotFound(
-            f"no public collection {collection_id!r}",
+            f"no collection {layer_id!r}",
             "list the collections with GET /collections (a run that was made but not "
             "published is reached with ?run=N)",
+            where=layer_id,
         )
+    ids = [r["id"] for r in conn.execute(
+        "SELECT id FROM collection WHERE run_id = %s ORDER BY id", (run_id,))]
+    named = f" (it has {', '.join(ids)})" if ids else ""
     return NotFound(
-        f"run {run_id} has no publication {collection_id!r}",
+        f"run {run_id} has no publication {layer_id!r}{named}",
         f"see GET /runs/{run_id} for its collections, or publish it to that set: "
         f"`placespend publish {run_id} --to SET`",
+        where="run",
     )
+
+
+# ---- features ----------------------------------------------------------------------------
+
+
+def _params(layer: Layer, **extra: Any) -> dict[str, Any]:
+    return {"cid": layer.id, "run": layer.run_id, "set": layer.set_id, **extra}
+
+
+def _filters_sql(filters: tuple[Filter, ...], params: dict[str, Any]) -> str:
+    """``AND ...`` for each filter; names and values are bound parameters, never spliced."""
+    out = []
+    for i, f in enumerate(filters):
+        params[f"fn{i}"], params[f"fv{i}"] = f.name, f.value
+        if f.type in ("integer", "number"):
+            out.append(f" AND (s.properties ->> %(fn{i})s)::numeric = %(fv{i})s::numeric")
+        else:
+            out.append(f" AND s.properties ->> %(fn{i})s = %(fv{i})s::text")
+    return "".join(out)
 
 
 def items(
     conn: Connection,
-    collection_id: str,
+    collection_id: str | Layer,
     *,
     bbox: tuple[float, float, float, float] | None = None,
+    bbox_srid: int = 4326,
     limit: int = 1000,
     offset: int = 0,
     simplify_m: float = 0.0,
     code: str | None = None,
     run_id: int | None = None,
     parent: str | None = None,
+    filters: tuple[Filter, ...] = (),
+    srid: int = 4326,
+    lat_first: bool = False,
+    with_geometry: bool = True,
 ) -> Page:
-    """Features of a collection (EPSG:4326 lon/lat GeoJSON, 6 decimals), ordered by code.
+    """Features of a layer as GeoJSON, ordered by code.
 
-    ``bbox`` is (minlon, minlat, maxlon, maxlat); ``simplify_m`` simplifies in metres (for
-    overview maps); ``code`` picks one feature; ``run_id`` pins the run (default: the run the
-    collection serves now); ``parent`` keeps the units whose enclosing unit (a ward's borough)
-    has that code.
+    ``srid`` is the output CRS: 4326 (lon/lat, 6 decimals; ``lat_first`` for EPSG:4326's
+    latitude-first order) or 27700 (metres, 2 decimals). ``bbox`` is (minx, miny, maxx, maxy)
+    in lon/lat (``bbox_srid`` 4326) or in metres (27700); ``simplify_m`` simplifies in metres
+    (for overview maps); ``code`` picks one feature; ``run_id`` pins a publication's run;
+    ``parent`` keeps the units whose enclosing unit (a ward's borough) has that code;
+    ``filters`` keep the features whose properties equal the values; ``with_geometry``
+    False gives every feature a null geometry (for tables).
     """
-    # Not get_collection: its extent and count are metadata work no page of features needs.
-    meta = _current(conn, collection_id, run_id)
-    params = {
-        "cid": collection_id,
-        "run": meta["run_id"],
-        "set": meta["target_set_id"],
-        "bbox": list(bbox) if bbox else None,
-        "limit": limit,
-        "offset": offset,
-        "tol": simplify_m,
-        "code": code,
-        "parent": parent,
-    }
+    layer = (collection_id if isinstance(collection_id, Layer)
+             else get_layer(conn, collection_id, run_id))
+    params = _params(
+        layer, bbox=list(bbox) if bbox else None, bbox_srid=bbox_srid, limit=limit,
+        offset=offset, tol=simplify_m, code=code, parent=parent, srid=srid, flip=lat_first,
+        digits=6 if srid == 4326 else 2, geom=with_geometry,
+    )
+    where = _filters_sql(filters, params)
     row = conn.execute(
-        """
-        WITH env AS (
-            -- clamped to where British National Grid is defined (a world-sized box would
-            -- collapse when its corners are reprojected), and densified so that its edges
-            -- stay where they are in lon/lat
-            SELECT ST_Transform(ST_Segmentize(ST_MakeEnvelope(
-                       greatest(b[1], -9.01), greatest(b[2], 49.75),
-                       least(b[3], 2.01), least(b[4], 61.01), 4326), 0.05), 27700) AS g
-              FROM (SELECT %(bbox)s::float8[] AS b) x WHERE %(bbox)s::float8[] IS NOT NULL
-               AND greatest(b[1], -9.01) < least(b[3], 2.01)
-               AND greatest(b[2], 49.75) < least(b[4], 61.01)
-        ), matched AS (
-            SELECT f.code, f.properties, b.geom
-              FROM collection_feature f
-              JOIN boundary b ON b.set_id = %(set)s AND b.code = f.code
-             WHERE f.collection_id = %(cid)s AND f.run_id = %(run)s
-               AND (%(code)s::text IS NULL OR f.code = %(code)s::text)
-               AND (%(parent)s::text IS NULL OR b.parent_code = %(parent)s::text)
+        f"""
+        WITH {_ENV.strip()}, src AS ({_SOURCE[layer.kind]}), matched AS (
+            SELECT s.code, s.properties, s.geom FROM src s
+             WHERE (%(code)s::text IS NULL OR s.code = %(code)s::text)
+               AND (%(parent)s::text IS NULL OR s.parent_code = %(parent)s::text)
                AND (%(bbox)s::float8[] IS NULL
-                    OR EXISTS (SELECT 1 FROM env WHERE b.geom && env.g
-                                                   AND ST_Intersects(b.geom, env.g)))
+                    OR EXISTS (SELECT 1 FROM env WHERE s.geom && env.g
+                                                   AND ST_Intersects(s.geom, env.g))){where}
         ), page AS (
             SELECT * FROM matched ORDER BY code LIMIT %(limit)s OFFSET %(offset)s
+        ), shaped AS (
+            SELECT code, properties, CASE WHEN %(srid)s = 27700 THEN g
+                                          WHEN %(flip)s THEN ST_FlipCoordinates(
+                                              ST_Transform(g, 4326))
+                                          ELSE ST_Transform(g, 4326) END AS g
+              FROM (SELECT code, properties,
+                           CASE WHEN NOT %(geom)s THEN NULL
+                                WHEN %(tol)s > 0 THEN ST_SimplifyPreserveTopology(geom, %(tol)s)
+                                ELSE geom END AS g FROM page) p
         )
         SELECT (SELECT count(*) FROM matched) AS matched,
                (SELECT count(*) FROM page) AS returned,
-               coalesce(json_agg(json_build_object(
+               (SELECT coalesce(json_agg(json_build_object(
                    'type', 'Feature',
                    'id', code,
-                   'geometry', ST_AsGeoJSON(ST_Transform(
-                        CASE WHEN %(tol)s > 0 THEN ST_SimplifyPreserveTopology(geom, %(tol)s)
-                             ELSE geom END, 4326), 6)::json,
-                   'properties', properties) ORDER BY code), '[]'::json)::text AS features
-          FROM page
+                   'geometry', CASE WHEN %(geom)s THEN ST_AsGeoJSON(g, %(digits)s)::json END,
+                   'properties', properties) ORDER BY code), '[]'::json)::text
+                  FROM shaped) AS features
         """,
         params,
     ).fetchone()
-    return Page(row["features"], int(row["matched"]), int(row["returned"]), meta["run_id"])
+    return Page(row["features"], int(row["matched"]), int(row["returned"]), layer.run_id)
 
 
-def _current(conn: Connection, collection_id: str, run_id: int | None = None) -> dict:
-    """The run a collection serves (or ``run_id``'s publication) and its target set."""
-    if run_id is None:
-        row = conn.execute(
-            "SELECT cur.run_id, c.target_set_id FROM collection_current cur"
-            " JOIN collection c ON c.id = cur.id AND c.run_id = cur.run_id WHERE cur.id = %s",
-            (collection_id,),
-        ).fetchone()
-    else:
-        row = conn.execute(
-            "SELECT run_id, target_set_id FROM collection WHERE id = %s AND run_id = %s",
-            (collection_id, run_id),
-        ).fetchone()
-    if row is None:
-        raise _not_found(conn, collection_id, run_id)
-    return row
+# ---- vector tiles ------------------------------------------------------------------------
 
 
-def collection_run(conn: Connection, collection_id: str, run_id: int | None = None) -> int:
-    """The run a collection serves, or ``run_id`` if it has that publication; NotFound."""
-    return int(_current(conn, collection_id, run_id)["run_id"])
+def tile_bounds(z: int, x: int, y: int, margin: float = 0.0) -> tuple[float, ...]:
+    """A WebMercatorQuad tile's (minlon, minlat, maxlon, maxlat), grown by ``margin`` tiles."""
+    n = 2.0 ** z
+
+    def lon(v: float) -> float:
+        return v / n * 360.0 - 180.0
+
+    def lat(v: float) -> float:
+        return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * v / n))))
+
+    return (max(lon(x - margin), -180.0), max(lat(y + 1 + margin), -85.06),
+            min(lon(x + 1 + margin), 180.0), min(lat(y - margin), 85.06))
+
+
+def tile_tolerance_m(z: int, y: int) -> float:
+    """Ground metres of one tile pixel (4096 a tile) at the tile's latitude: simplify by it."""
+    n = 2.0 ** z
+    lat = math.atan(math.sinh(math.pi * (1 - 2 * (y + 0.5) / n)))
+    return 2 * _MERCATOR_HALF / n / MVT_EXTENT * math.cos(lat)
+
+
+#: The one query behind every tile (bench/ runs it alone against PostGIS for comparison).
+TILE_SQL_TEMPLATE = """
+WITH {env}, src AS ({source}), mvt AS (
+    SELECT ST_AsMVTGeom(ST_Transform(ST_Simplify(s.geom, %(tol)s, true), 3857),
+                        ST_TileEnvelope(%(z)s, %(x)s, %(y)s), {extent}, {buffer}, true) AS geom,
+           s.properties::jsonb AS properties
+      FROM src s
+     WHERE EXISTS (SELECT 1 FROM env WHERE s.geom && env.g)
+     ORDER BY s.code
+     LIMIT %(cap)s
+)
+SELECT ST_AsMVT(mvt.*, %(cid)s, {extent}, 'geom') AS tile FROM mvt WHERE geom IS NOT NULL
+"""
+
+
+def tile_query(layer: Layer, z: int, x: int, y: int, cap: int) -> tuple[str, dict[str, Any]]:
+    """The SQL and parameters of one tile of ``layer`` (features beyond ``cap`` are dropped)."""
+    sql = TILE_SQL_TEMPLATE.format(env=_ENV.strip(), source=_SOURCE[layer.kind],
+                                   extent=MVT_EXTENT, buffer=MVT_BUFFER)
+    margin = MVT_BUFFER / MVT_EXTENT
+    return sql, _params(layer, bbox=list(tile_bounds(z, x, y, margin)), bbox_srid=4326,
+                        z=z, x=x, y=y, tol=tile_tolerance_m(z, y), cap=cap)
+
+
+def tile(conn: Connection, layer: Layer, z: int, x: int, y: int, *, cap: int) -> bytes:
+    """One Mapbox Vector Tile of ``layer`` (layer name = its id); empty bytes for no features.
+
+    Each feature carries all the layer's properties with their JSON types (pence as integers,
+    pounds as numbers), geometry simplified to the tile's pixel and clipped to it.
+    """
+    sql, params = tile_query(layer, z, x, y, cap)
+    row = conn.execute(sql, params).fetchone()
+    return bytes(row["tile"] or b"")
+
+
+# ---- provenance --------------------------------------------------------------------------
+
+
+def sources(conn: Connection, layer: Layer) -> list[dict[str, str]]:
+    """Every source a layer's figures rest on, with its licence where known.
+
+    Its boundaries, each spend dataset the run read, and each population (proxy) dataset of
+    its proxy table.
+    """
+    from store import reference, spend
+
+    out = [{"role": "boundaries", "attribution": layer.attribution, "licence": layer.licence}]
+    if layer.run_id is None:
+        return out
+    for text in spend.attributions(conn, layer.run_id):
+        out.append({"role": "spend", "attribution": text, "licence": ""})
+    params = conn.execute("SELECT params FROM run WHERE id = %s", (layer.run_id,)).fetchone()
+    seen = set()
+    for slug in sorted({p["proxy"] for p in params["params"].get("proxy_table", [])}):
+        found = reference.find_proxy(conn, slug)
+        if found and found["attribution"] not in seen:
+            seen.add(found["attribution"])
+            out.append({"role": "population", "attribution": found["attribution"],
+                        "licence": found["licence"]})
+    return out
 
 
 def ping(conn: Connection) -> None:
@@ -181,17 +418,13 @@ def ping(conn: Connection) -> None:
     conn.execute("SELECT 1").fetchone()
 
 
-def property_types(conn: Connection, collection_id: str, run_id: int) -> list[dict]:
-    """Each feature property of one run of a collection, in order, as stored at publication.
+# ---- kept for the callers that know a publication's id ----------------------------------
 
-    Rows: name, type (``integer``, ``number`` or ``string``), nullable, description.
-    """
-    row = conn.execute(
-        "SELECT properties FROM collection WHERE id = %s AND run_id = %s",
-        (collection_id, run_id),
-    ).fetchone()
-    if row is None:
-        raise NotFound(
-            f"no collection {collection_id!r}", "list the collections with GET /collections"
-        )
-    return list(row["properties"])
+
+def collection_run(conn: Connection, collection_id: str, run_id: int | None = None) -> int:
+    """The run a publication serves, or ``run_id`` if it has that publication; NotFound."""
+    layer = get_layer(conn, collection_id, run_id)
+    if layer.run_id is None:
+        raise NotFound(f"{collection_id!r} is a boundary set, not a publication of a run",
+                       "list the publications with GET /collections", where=collection_id)
+    return layer.run_id

@@ -1,28 +1,47 @@
-"""OGC API - Features - Part 1 (core, GeoJSON, OpenAPI 3.0) over published runs.
+"""OGC API - Features Parts 1 (core, GeoJSON, HTML), 2 (CRS), 3 (queryables) and 5 (schemas).
 
-Thin: parameters are checked here, every row comes from :mod:`store.features`, and the
-GeoJSON of the features arrives as text built by PostGIS, which is spliced into the response
-unparsed. A collection id resolves to its newest run; runs never change, so (collection, run,
-parameters) is a safe cache key (``ETag``) and pages may be cached for a while.
+Over every layer: each publication of a run and each boundary set (:mod:`store.features`).
+Thin: each request's parameters are checked into one object (:mod:`api.query`), which is both
+what the store is asked and, with the layer's version, the response's ETag; the GeoJSON of
+the features arrives as text built by PostGIS and is spliced into the response unparsed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import re
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
+from api import crs as crs_
+from api import formats
 from api.deps import ConnDep, SettingsDep
-from api.http import base_url, cached, check_known, etag, json_response, link, not_modified
-from domain.errors import BadRequest, NotFound, SetupError
+from api.http import (
+    base_url,
+    cached,
+    check_known,
+    json_response,
+    layer_etag,
+    link,
+    not_modified,
+)
+from api.query import (
+    ItemsQuery,
+    financial_year_interval,
+    in_time,
+    parse_bbox,
+    parse_datetime,
+    parse_filters,
+    queryables,
+    store_filters,
+)
+from domain.errors import NotFound, SetupError
+from placespend import downloads
 from store import features as store
 from store.db import pooled
 
@@ -30,187 +49,131 @@ log = logging.getLogger("placespend.api")
 
 router = APIRouter(tags=["OGC API Features"])
 
-CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
-#: Spellings of CRS84 accepted in ``bbox-crs`` and ``crs``.
-CRS84_NAMES = frozenset({CRS84, "https://www.opengis.net/def/crs/OGC/1.3/CRS84", "[OGC:CRS84]"})
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
     # No oas30 class: FastAPI describes the API in OpenAPI 3.1, and OGC has no class for that.
+    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
     # Part 5: a JSON Schema per collection, so clients know total_pence is a 64-bit integer
     # rather than guessing 32 bits from a first page of small values.
     "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/schemas",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tileset",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tilesets-list",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/geodata-tilesets",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt",
 ]
 GEOJSON = "application/geo+json"
 JSON = "application/json"
+HTML = "text/html"
+CSV = "text/csv"
 JSON_SCHEMA = "application/schema+json"
+MVT = "application/vnd.mapbox-vector-tile"
 REL_SCHEMA = "http://www.opengis.net/def/rel/ogc/1.0/schema"
-#: Query parameters /items understands; anything else is refused (OGC: unknown -> 400).
+REL_QUERYABLES = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+REL_TILESETS = "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector"
+#: Query parameters /items understands besides the layer's queryables (OGC: unknown -> 400).
 ITEMS_PARAMS = frozenset({"limit", "offset", "bbox", "bbox-crs", "crs", "datetime", "f", "run",
                           "parent"})
 FEATURE_PARAMS = frozenset({"crs", "f", "run"})
-#: ``?run=N`` pins the figures to one run, so a figure cited in a report can be fetched again.
-RunPin = Annotated[int | None, Query(
-    ge=1, le=2**31 - 1,
-    description="Serve the figures of this run (default: the run the collection serves "
-                "now). Every run stays addressable, published or not; see /runs.",
-)]
 #: Licence names in boundary sets -> the licence text on the web, for ``license`` links.
 _LICENCE_URLS = {
     "Open Government Licence v3.0": (
         "https://www.nationalarchives.gov.uk/doc/open-government-licence/version/3/"
     ),
 }
-_FINANCIAL_YEAR = re.compile(r"^(\d{4})-(\d{2})$")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A parameter is wrong (body: code, cause, where, fix)"},
+    404: {"description": "No such collection, feature or run"},
+}
+_NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified (If-None-Match matched the ETag)"},
+}
 
-
-# ---- parameters -------------------------------------------------------------------------
-
-
-def _check_crs(value: str | None, name: str) -> None:
-    """Only CRS84 (lon/lat, WGS 84) is served for now."""
-    if value is not None and value.strip() not in CRS84_NAMES:
-        raise BadRequest(
-            f"{name} {value!r} is not supported",
-            f"omit {name}, or use {CRS84} (longitude, latitude in WGS 84)",
-            where=name,
-        )
-
-
-def _check_format(f: str | None) -> None:
-    if f is not None and f.lower() not in {"json", "geojson"}:
-        raise BadRequest(
-            f"format f={f!r} is not offered", "omit f, or use f=json", where="f"
-        )
-
-
-def parse_bbox(text: str) -> tuple[float, float, float, float]:
-    """Parse ``minlon,minlat,maxlon,maxlat`` (CRS84); six numbers (with heights) drop the heights.
-
-    Raises :class:`BadRequest` naming what is wrong and the form that works.
-    """
-    fix = "give bbox=minlon,minlat,maxlon,maxlat in degrees, e.g. bbox=-0.11,51.53,-0.02,51.58"
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) not in (4, 6):
-        raise BadRequest(
-            f"bbox has {len(parts)} value(s); it needs 4 (or 6 with heights)", fix, where="bbox"
-        )
-    try:
-        numbers = [float(p) for p in parts]
-    except ValueError:
-        raise BadRequest(f"bbox {text!r} holds something that is not a number", fix,
-                         where="bbox") from None
-    if not all(math.isfinite(n) for n in numbers):
-        raise BadRequest(f"bbox {text!r} holds a value that is not finite", fix, where="bbox")
-    if len(numbers) == 6:
-        numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
-    minx, miny, maxx, maxy = numbers
-    if not (-180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90
-            and -90 <= maxy <= 90):
-        raise BadRequest(
-            f"bbox {text!r} lies outside longitude -180..180 / latitude -90..90",
-            fix + " (longitude first)",
-            where="bbox",
-        )
-    if minx > maxx or miny > maxy:
-        raise BadRequest(
-            f"bbox {text!r} has a minimum larger than its maximum",
-            fix + " (minimum values first)",
-            where="bbox",
-        )
-    return minx, miny, maxx, maxy
-
-
-def _instant(text: str, *, end: bool) -> datetime | None:
-    """One end of a ``datetime`` value; ``..`` or empty is open. Dates mean the whole day."""
-    text = text.strip()
-    if text in ("", ".."):
-        return None
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    if end and len(text) == 10:  # a plain date: up to the end of that day
-        value += timedelta(days=1) - timedelta(microseconds=1)
-    return value
-
-
-def parse_datetime(text: str) -> tuple[datetime | None, datetime | None]:
-    """Parse an RFC 3339 instant or interval (``start/end``, ``..`` open) to (start, end)."""
-    fix = ("give an RFC 3339 date-time or interval, e.g. datetime=2015-01-01T00:00:00Z or "
-           "datetime=2014-04-01/2015-03-31 or datetime=2014-04-01/..")
-    try:
-        if "/" in text:
-            first, _, second = text.partition("/")
-            start, stop = _instant(first, end=False), _instant(second, end=True)
-            if first.strip() in ("", "..") and second.strip() in ("", ".."):
-                raise ValueError("both ends open")
-        else:
-            start, stop = _instant(text, end=False), _instant(text, end=True)
-            if start is None:
-                raise ValueError("empty")
-    except ValueError:
-        raise BadRequest(f"datetime {text!r} is not a date-time or interval", fix,
-                         where="datetime") from None
-    if start and stop and start > stop:
-        raise BadRequest(f"datetime {text!r} ends before it starts", fix, where="datetime")
-    return start, stop
-
-
-def financial_year_interval(year: str) -> tuple[datetime, datetime] | None:
-    """UK financial year ``2014-15`` -> 1 April 2014 00:00Z .. 31 March 2015 23:59:59Z."""
-    m = _FINANCIAL_YEAR.match(year)
-    if not m:
-        return None
-    first = int(m.group(1))
-    return (datetime(first, 4, 1, tzinfo=UTC),
-            datetime(first + 1, 4, 1, tzinfo=UTC) - timedelta(seconds=1))
+#: ``?run=N`` pins the figures to one run, so a figure cited in a report can be fetched again.
+RunPin = Annotated[int | None, Query(
+    ge=1, le=2**31 - 1,
+    description="Serve the figures of this run (default: the run the collection serves "
+                "now). Every run stays addressable, published or not; see /runs. Boundary "
+                "sets have no run.",
+)]
+CrsParam = Annotated[str | None, Query(
+    description="CRS of the response's coordinates: CRS84 (the default; longitude, latitude), "
+                "EPSG:4326 (latitude, longitude) or EPSG:27700 (British National Grid, "
+                f"metres), as a URI ({', '.join(crs_.SUPPORTED)}) or EPSG:code",
+    json_schema_extra={"enum": list(crs_.NAMES)},
+)]
+FeatureFormat = Annotated[Literal["json", "geojson", "html"] | None, Query(
+    description="Format: json (GeoJSON, the default) or html; without f, Accept decides")]
 
 
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-# ---- endpoints ---------------------------------------------------------------------------
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-@router.get("/", summary="Landing page")
-def landing(request: Request) -> JSONResponse:
+def _answer(request: Request, fmt: str, title: str, doc: dict[str, Any]) -> Response:
+    """A JSON document, or its HTML view, with ``Vary: Accept``."""
+    if fmt == "html":
+        return HTMLResponse(formats.document_html(title, jsonable_encoder(doc)),
+                            headers=formats.VARY)
+    return json_response(doc, headers=formats.VARY)
+
+
+DocFormat = Annotated[Literal["json", "html"] | None, Query(
+    description="Format: json (the default) or html; without f, Accept decides")]
+
+
+# ---- landing, conformance, collections ---------------------------------------------------
+
+
+@router.get("/", summary="Landing page", responses={400: _ERRORS[400]})
+def landing(request: Request, f: DocFormat = None) -> Response:
     """The landing page: what this service is and where everything is."""
     base = base_url(request)
-    return json_response({
+    doc = {
         "title": request.app.title,
         "description": request.app.description,
         "links": [
             link(f"{base}/", "self", JSON, "This document"),
+            link(f"{base}/?f=html", "alternate", HTML, "This document as HTML"),
             link(f"{base}/api", "service-desc", "application/vnd.oai.openapi+json;version=3.1",
                   "The API definition (OpenAPI)"),
-            link(f"{base}/api.html", "service-doc", "text/html", "The API documentation"),
+            link(f"{base}/api.html", "service-doc", HTML, "The API documentation"),
             link(f"{base}/conformance", "conformance", JSON,
                   "OGC API conformance classes implemented by this server"),
             link(f"{base}/collections", "data", JSON, "Collections of apportioned spend"),
+            link(f"{base}/tileMatrixSets", "http://www.opengis.net/def/rel/ogc/1.0/"
+                 "tiling-schemes", JSON, "The tiling scheme of the vector tiles"),
             link(f"{base}/runs", "related", JSON, "Runs and their conservation reports"),
-            link(f"{base}/map", "alternate", "text/html", "Map of spend per ward"),
+            link(f"{base}/map", "alternate", HTML, "Map of spend per ward"),
         ],
-    })
+    }
+    return _answer(request, formats.choose(request, f, ("json", "html")), "Placespend", doc)
 
 
 @router.get("/conformance", summary="Conformance classes")
 def conformance() -> JSONResponse:
-    """The OGC API Features Part 1 conformance classes this server implements."""
+    """The OGC API conformance classes this server implements."""
     return json_response({"conformsTo": CONFORMANCE})
 
 
-def _collection(base: str, row: dict[str, Any], pinned: bool = False) -> dict[str, Any]:
-    """One collection's metadata, from a :func:`store.features.get_collection` row.
-
-    With ``pinned`` every link carries ``?run=N`` (the figures of that run, not the current).
-    """
-    cid = row["id"]
-    pin = f"?run={row['run_id']}" if pinned else ""
+def _collection(base: str, layer: store.Layer, extent_row: dict, pinned: bool = False
+                ) -> dict[str, Any]:
+    """One layer's metadata. With ``pinned`` every link carries ``?run=N``."""
+    cid = layer.id
+    pin = f"?run={layer.run_id}" if pinned else ""
+    amp = "&" if pin else "?"
     extent: dict[str, Any] = {}
-    if row["bbox"] and all(v is not None for v in row["bbox"]):
-        extent["spatial"] = {"bbox": [[float(v) for v in row["bbox"]]], "crs": CRS84}
-    interval = financial_year_interval(row["financial_year"])
+    if extent_row["bbox"]:
+        extent["spatial"] = {"bbox": [extent_row["bbox"]], "crs": crs_.CRS84}
+    interval = financial_year_interval(layer.financial_year)
     if interval:
         extent["temporal"] = {
             "interval": [[_iso(interval[0]), _iso(interval[1])]],
@@ -219,96 +182,140 @@ def _collection(base: str, row: dict[str, Any], pinned: bool = False) -> dict[st
     links = [
         link(f"{base}/collections/{cid}{pin}", "self", JSON, "This collection"),
         link(f"{base}/collections/{cid}/items{pin}", "items", GEOJSON, "Features as GeoJSON"),
+        link(f"{base}/collections/{cid}/items{pin}{amp}f=html", "items", HTML,
+             "Features as an HTML table"),
+        link(f"{base}/collections/{cid}/items{pin}{amp}f=csv", "items", CSV,
+             "Features as CSV (a page; no geometry)"),
         link(f"{base}/collections/{cid}/schema{pin}", REL_SCHEMA, JSON_SCHEMA,
-              "Feature properties and their types (JSON Schema)"),
-        link(f"{base}/runs/{row['run_id']}", "related", JSON,
-              "The run that produced these figures, with its conservation report"),
+             "Feature properties and their types (JSON Schema)"),
+        link(f"{base}/collections/{cid}/queryables{pin}", REL_QUERYABLES, JSON_SCHEMA,
+             "Properties to filter on (?name=value)"),
+        link(f"{base}/collections/{cid}/tiles{pin}", REL_TILESETS, JSON,
+             "Vector tiles (Mapbox Vector Tiles, WebMercatorQuad)"),
     ]
-    if not pinned:
-        links.append(link(f"{base}/collections/{cid}?run={row['run_id']}", "related",
-                          JSON, "These figures, pinned to their run (a citable address)"))
-    licence_url = _LICENCE_URLS.get(row["licence"])
+    for fmt, title in (("geojson", "Download: every feature as GeoJSON"),
+                       ("csv", "Download: every feature as CSV (no geometry)"),
+                       ("gpkg", "Download: GeoPackage in British National Grid")):
+        links.append(link(f"{base}/collections/{cid}/download{pin}{amp}f={fmt}", "enclosure",
+                          downloads.MEDIA[fmt], title))
+    if layer.run_id is not None:
+        links.append(link(f"{base}/runs/{layer.run_id}", "related", JSON,
+                          "The run that produced these figures, with its conservation report"))
+        if not pinned:
+            links.append(link(f"{base}/collections/{cid}?run={layer.run_id}", "related", JSON,
+                              "These figures, pinned to their run (a citable address)"))
+    licence_url = _LICENCE_URLS.get(layer.licence)
     if licence_url:
-        links.append(link(licence_url, "license", "text/html", row["licence"]))
+        links.append(link(licence_url, "license", HTML, layer.licence))
     return {
         "id": cid,
-        "title": row["title"],
-        "description": row["description"],
+        "title": layer.title,
+        "description": layer.description,
         "extent": extent,
         "itemType": "feature",
-        "crs": [CRS84],
-        "run": row["run_id"],
-        "financial_year": row["financial_year"],
-        "boundary_set": row["target_set"],
-        "features": row["features"],
-        "attribution": row["attribution"],
-        "licence": row["licence"],
+        "crs": list(crs_.SUPPORTED),
+        "storageCrs": crs_.STORAGE,
+        "kind": layer.kind,
+        "run": layer.run_id,
+        "financial_year": layer.financial_year,
+        "boundary_set": layer.set_slug,
+        "features": extent_row["features"],
+        "attribution": layer.attribution,
+        "licence": layer.licence,
         "links": links,
     }
 
 
-@router.get("/collections", summary="Collections")
-def collections(request: Request, conn: ConnDep) -> JSONResponse:
-    """Every collection, each at its newest run."""
+@router.get("/collections", summary="Collections", responses={400: _ERRORS[400]})
+def collections(request: Request, conn: ConnDep, f: DocFormat = None) -> Response:
+    """Every layer: each publication at the run it serves now, then each boundary set."""
+    fmt = formats.choose(request, f, ("json", "html"))
     base = base_url(request)
-    return json_response({
-        "links": [link(f"{base}/collections", "self", JSON, "This document")],
-        "collections": [_collection(base, row) for row in store.list_collections(conn)],
-    })
-
-
-@router.get("/collections/{collectionId}", summary="One collection")
-def collection(
-    request: Request, conn: ConnDep, collectionId: str, run: RunPin = None  # noqa: N803
-) -> JSONResponse:
-    """One collection's metadata (as served now, or of ``run``); 404 if there is none."""
-    row = store.get_collection(conn, collectionId, run)
-    return json_response(_collection(base_url(request), row, pinned=run is not None))
-
-
-@router.get(
-    "/collections/{collectionId}/schema",
-    summary="Feature schema of a collection (OGC API Features Part 5)",
-    response_class=Response,
-    responses={200: {"content": {JSON_SCHEMA: {}}, "description": "A JSON Schema"},
-               404: {"description": "No such collection"}},
-)
-def schema(
-    request: Request, conn: ConnDep, collectionId: str, run: RunPin = None  # noqa: N803
-) -> Response:
-    """The properties of the collection's features with their JSON types, in order."""
-    run_id = store.collection_run(conn, collectionId, run)
-    tag = etag(collectionId, run_id, "schema")
-    if not_modified(request, tag):
-        return cached(request, tag, "", JSON_SCHEMA)
-    meta = store.get_collection(conn, collectionId, run_id)
-    properties: dict[str, Any] = {
-        "geometry": {"format": "geometry-multipolygon", "x-ogc-role": "primary-geometry"},
+    doc = {
+        "links": [link(f"{base}/collections", "self", JSON, "This document"),
+                  link(f"{base}/collections?f=html", "alternate", HTML, "As HTML")],
+        "collections": [_collection(base, layer, store.summary(conn, layer))
+                        for layer in store.list_layers(conn)],
     }
-    for seq, prop in enumerate(store.property_types(conn, collectionId, meta["run_id"]), 1):
+    return _answer(request, fmt, "Collections", doc)
+
+
+@router.get("/collections/{collectionId}", summary="One collection", responses=_ERRORS)
+def collection(
+    request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
+    run: RunPin = None, f: DocFormat = None,
+) -> Response:
+    """One collection's metadata (as served now, or of ``run``); 404 if there is none."""
+    fmt = formats.choose(request, f, ("json", "html"))
+    layer = store.get_layer(conn, collectionId, run)
+    doc = _collection(base_url(request), layer, store.summary(conn, layer),
+                      pinned=run is not None)
+    return _answer(request, fmt, layer.title, doc)
+
+
+def _json_schema(request: Request, layer: store.Layer, names: dict[str, str] | None,
+                 what: str, run: int | None) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    if names is None:
+        properties["geometry"] = {"format": "geometry-multipolygon",
+                                  "x-ogc-role": "primary-geometry"}
+    for seq, prop in enumerate(layer.properties, 1):
+        if names is not None and prop["name"] not in names:
+            continue
         # One type name, not ["number", "null"]: QGIS reads only a string here. per_head is the
         # one property that may be null (population 0); its description says so.
         entry: dict[str, Any] = {"type": prop["type"], "x-ogc-propertySeq": seq}
         if prop["type"] == "integer":
             entry["format"] = "int64"
+        if prop["name"] == "code":
+            entry["x-ogc-role"] = "id"
         if prop.get("description"):
             entry["description"] = prop["description"]
         properties[prop["name"]] = entry
-    body = {
+    return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": f"{base_url(request)}/collections/{collectionId}/schema"
-               + (f"?run={run_id}" if run is not None else ""),
+        "$id": f"{base_url(request)}/collections/{layer.id}/{what}"
+               + (f"?run={run}" if run is not None else ""),
         "type": "object",
-        "title": meta["title"],
-        "description": meta["description"],
+        "title": layer.title,
+        "description": layer.description,
         "properties": properties,
+        **({"additionalProperties": False} if names is not None else {}),
     }
-    return cached(request, etag(collectionId, meta["run_id"], "schema"),
-                   json.dumps(jsonable_encoder(body)), JSON_SCHEMA)
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+_SCHEMA_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {JSON_SCHEMA: {}}, "description": "A JSON Schema"}, **_NOT_MODIFIED,
+    **_ERRORS,
+}
+
+
+@router.get("/collections/{collectionId}/schema", response_class=Response,
+            summary="Feature schema of a collection (OGC API Features Part 5)",
+            responses=_SCHEMA_RESPONSES)
+def schema(request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
+           run: RunPin = None) -> Response:
+    """The properties of the collection's features with their JSON types, in order."""
+    layer = store.get_layer(conn, collectionId, run)
+    tag = layer_etag(layer, "schema")
+    body = _json_schema(request, layer, None, "schema", run)
+    return cached(request, tag, json.dumps(jsonable_encoder(body)), JSON_SCHEMA,
+                  pinned=run is not None)
+
+
+@router.get("/collections/{collectionId}/queryables", response_class=Response,
+            summary="Properties to filter items on (OGC API Features Part 3)",
+            responses=_SCHEMA_RESPONSES)
+def queryables_doc(request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
+                   run: RunPin = None) -> Response:
+    """The properties ``/items`` filters on by equality: ``?name=Dalston``, ``?confidence=D``."""
+    layer = store.get_layer(conn, collectionId, run)
+    body = _json_schema(request, layer, queryables(layer), "queryables", run)
+    return cached(request, layer_etag(layer, "queryables"), json.dumps(body), JSON_SCHEMA,
+                  pinned=run is not None)
+
+
+# ---- items -------------------------------------------------------------------------------
 
 
 def _limit_too_large(limit: int, maximum: int) -> RequestValidationError:
@@ -322,15 +329,24 @@ def _limit_too_large(limit: int, maximum: int) -> RequestValidationError:
     }])
 
 
+def _page(conn: ConnDep, layer: store.Layer, q: ItemsQuery, out_crs: crs_.Crs) -> store.Page:
+    if not in_time(layer, q.when):
+        return store.Page("[]", 0, 0, layer.run_id)
+    return store.items(
+        conn, layer, bbox=q.bbox, bbox_srid=q.bbox_srid, limit=q.limit, offset=q.offset,
+        code=q.code, parent=q.parent, filters=store_filters(layer, q.filters),
+        srid=out_crs.srid, lat_first=out_crs.lat_first, with_geometry=q.format != "csv",
+    )
+
+
 @router.get(
     "/collections/{collectionId}/items",
     summary="Features of a collection",
     response_class=Response,
     responses={
-        200: {"content": {GEOJSON: {}}, "description": "A GeoJSON FeatureCollection"},
-        304: {"description": "Not modified (If-None-Match matched the ETag)"},
-        400: {"description": "A parameter is wrong (body: code, cause, where, fix)"},
-        404: {"description": "No such collection"},
+        200: {"content": {GEOJSON: {}, HTML: {}, CSV: {}},
+              "description": "A GeoJSON FeatureCollection (or its HTML table, or CSV)"},
+        **_NOT_MODIFIED, **_ERRORS,
     },
 )
 def items(
@@ -339,86 +355,97 @@ def items(
     settings: SettingsDep,
     collectionId: str,  # noqa: N803
     limit: Annotated[int, Query(
-        ge=1, description="Features per page, 1 to the server's maximum (10,000 by default)"
+        ge=1, le=10_000,
+        description="Features per page, 1 to the server's maximum (10,000 by default)"
     )] = 1000,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1,
                                  description="Features to skip (follow `next` links)")] = 0,
     bbox: Annotated[str | None, Query(
-        description="minlon,minlat,maxlon,maxlat in CRS84 (longitude first); features that "
-                    "intersect it",
+        description="minx,miny,maxx,maxy (4 numbers, or 6 with heights) in bbox-crs: "
+                    "longitude first in CRS84 (the default), latitude first in EPSG:4326, "
+                    "metres in EPSG:27700; minimum values first, degrees within "
+                    "-180..180 / -90..90. Features that intersect it.",
+        pattern=r"^\s*-?[0-9.eE+-]+\s*(,\s*-?[0-9.eE+-]+\s*){3}((,\s*-?[0-9.eE+-]+\s*){2})?$",
         examples=["-0.11,51.53,-0.02,51.58"],
     )] = None,
     bbox_crs: Annotated[str | None, Query(
-        alias="bbox-crs", description=f"CRS of bbox; only {CRS84}"
+        alias="bbox-crs", description="CRS of bbox: CRS84 (default), EPSG:4326 or EPSG:27700",
+        json_schema_extra={"enum": list(crs_.NAMES)},
     )] = None,
-    crs: Annotated[str | None, Query(description=f"CRS of the response; only {CRS84}")] = None,
+    crs: CrsParam = None,
     datetime_: Annotated[str | None, Query(
         alias="datetime",
         description="RFC 3339 instant or interval; features whose financial year it meets",
     )] = None,
-    f: Annotated[str | None, Query(description="Format: json (the only one)")] = None,
+    f: Annotated[Literal["json", "geojson", "html", "csv"] | None, Query(
+        description="Format: json (GeoJSON, the default), html or csv (properties only); "
+                    "without f, Accept decides")] = None,
     run: RunPin = None,
     parent: Annotated[str | None, Query(
         max_length=64, description="Only the features inside this enclosing unit: one "
         "borough's wards of the London collection (its ONS code)", examples=["E09000012"],
     )] = None,
 ) -> Response:
-    """A page of features as a GeoJSON FeatureCollection, with ``next``/``prev`` links."""
-    check_known(request, ITEMS_PARAMS)
+    """A page of features as a GeoJSON FeatureCollection, with ``next``/``prev`` links.
+
+    Any property listed at ``/collections/{collectionId}/queryables`` filters by equality:
+    ``?name=Dalston``, ``?confidence=D``.
+    """
     if limit > settings.max_items:
         raise _limit_too_large(limit, settings.max_items)
-    _check_format(f)
-    _check_crs(bbox_crs, "bbox-crs")
-    _check_crs(crs, "crs")
-    box = parse_bbox(bbox) if bbox is not None else None
-    when = parse_datetime(datetime_) if datetime_ is not None else None
-
-    def tag_for(run_id: int) -> str:
-        return etag(collectionId, run_id, limit, offset, box, when, parent)
-
-    run_id = store.collection_run(conn, collectionId, run)
-    if not_modified(request, tag_for(run_id)):
-        return cached(request, tag_for(run_id), "", GEOJSON)
-
-    in_time = True
-    if when is not None:
-        meta = store.get_collection(conn, collectionId, run_id)
-        year = financial_year_interval(meta["financial_year"])
-        in_time = year is None or (
-            (when[0] is None or when[0] <= year[1]) and (when[1] is None or when[1] >= year[0])
-        )
-    if in_time:
-        page = store.items(conn, collectionId, bbox=box, limit=limit, offset=offset,
-                           run_id=run_id, parent=parent)
-        features_json, matched, returned, run_id = (
-            page.features_json, page.number_matched, page.number_returned, page.run_id
-        )
-    else:
-        features_json, matched, returned = "[]", 0, 0
+    fmt = formats.choose(request, f, ("json", "html", "csv"))
+    out_crs = crs_.parse(crs, "crs")
+    in_crs = crs_.parse(bbox_crs, "bbox-crs")
+    layer = store.get_layer(conn, collectionId, run)
+    q = ItemsQuery(
+        limit=limit, offset=offset,
+        bbox=parse_bbox(bbox, in_crs) if bbox is not None else None,
+        bbox_srid=in_crs.srid, crs=out_crs.uri,
+        when=parse_datetime(datetime_) if datetime_ is not None else None,
+        parent=parent, filters=parse_filters(request, layer, ITEMS_PARAMS), format=fmt,
+    )
+    tag = layer_etag(layer, "items", q)
+    headers = {**formats.VARY, **crs_.header(out_crs)}
+    media = {"json": GEOJSON, "html": HTML, "csv": CSV}[fmt]
+    pinned = run is not None
+    if not_modified(request, tag):
+        return cached(request, tag, "", media, pinned=pinned, headers=headers)
+    page = _page(conn, layer, q, out_crs)
 
     base = base_url(request)
     here = request.url
-    pin = f"?run={run_id}" if run is not None else ""
+    pin = f"?run={layer.run_id}" if pinned else ""
     links = [
-        link(str(here), "self", GEOJSON, "This page"),
+        link(str(here), "self", media, "This page"),
         link(f"{base}/collections/{collectionId}{pin}", "collection", JSON, "The collection"),
     ]
-    if offset + returned < matched:
+    if offset + page.number_returned < page.number_matched:
         links.append(link(str(here.include_query_params(offset=offset + limit)), "next",
-                           GEOJSON, "Next page"))
+                          media, "Next page"))
     if offset > 0:
         links.append(link(str(here.include_query_params(offset=max(0, offset - limit))),
-                           "prev", GEOJSON, "Previous page"))
-    head = json.dumps({
+                          "prev", media, "Previous page"))
+    head_doc = {
         "type": "FeatureCollection",
-        "numberMatched": matched,
-        "numberReturned": returned,
+        "numberMatched": page.number_matched,
+        "numberReturned": page.number_returned,
         "timeStamp": _now(),
-        "run": run_id,
+        "run": layer.run_id,
         "links": links,
-    })
-    body = f'{head[:-1]}, "features": {features_json}}}'
-    return cached(request, tag_for(run_id), body, GEOJSON)
+    }
+    if fmt == "csv":
+        body = downloads.csv_text(layer, json.loads(page.features_json),
+                                  store.sources(conn, layer))
+        return cached(request, tag, body, "text/csv; charset=utf-8", pinned=pinned,
+                      headers=headers)
+    if fmt == "html":
+        columns = [p["name"] for p in layer.properties][:8]
+        body = formats.items_html(layer.title, head_doc, page.features_json, columns)
+        return cached(request, tag, body, "text/html; charset=utf-8", pinned=pinned,
+                      headers=headers)
+    head = json.dumps(head_doc)
+    body = f'{head[:-1]}, "features": {page.features_json}}}'
+    return cached(request, tag, body, GEOJSON, pinned=pinned, headers=headers)
 
 
 @router.get(
@@ -426,8 +453,8 @@ def items(
     summary="One feature",
     response_class=Response,
     responses={
-        200: {"content": {GEOJSON: {}}, "description": "A GeoJSON Feature"},
-        404: {"description": "No such collection or feature"},
+        200: {"content": {GEOJSON: {}, HTML: {}}, "description": "A GeoJSON Feature"},
+        **_NOT_MODIFIED, **_ERRORS,
     },
 )
 def feature(
@@ -435,18 +462,23 @@ def feature(
     conn: ConnDep,
     collectionId: str,  # noqa: N803
     featureId: str,  # noqa: N803
-    crs: Annotated[str | None, Query(description=f"CRS of the response; only {CRS84}")] = None,
-    f: Annotated[str | None, Query(description="Format: json (the only one)")] = None,
+    crs: CrsParam = None,
+    f: FeatureFormat = None,
     run: RunPin = None,
 ) -> Response:
     """One feature by its code (e.g. a ward's GSS code); 404 if the collection lacks it."""
     check_known(request, FEATURE_PARAMS)
-    _check_format(f)
-    _check_crs(crs, "crs")
-    run_id = store.collection_run(conn, collectionId, run)
-    if not_modified(request, etag(collectionId, run_id, featureId)):
-        return cached(request, etag(collectionId, run_id, featureId), "", GEOJSON)
-    page = store.items(conn, collectionId, code=featureId, limit=1, run_id=run_id)
+    fmt = formats.choose(request, f, ("json", "html"))
+    out_crs = crs_.parse(crs, "crs")
+    layer = store.get_layer(conn, collectionId, run)
+    q = ItemsQuery(limit=1, crs=out_crs.uri, code=featureId, format=fmt)
+    tag = layer_etag(layer, "feature", q)
+    headers = {**formats.VARY, **crs_.header(out_crs)}
+    media = GEOJSON if fmt == "json" else "text/html; charset=utf-8"
+    pinned = run is not None
+    if not_modified(request, tag):
+        return cached(request, tag, "", media, pinned=pinned, headers=headers)
+    page = _page(conn, layer, q, out_crs)
     if page.number_returned == 0:
         raise NotFound(
             f"collection {collectionId!r} has no feature {featureId!r}",
@@ -454,15 +486,66 @@ def feature(
             where=featureId,
         )
     base = base_url(request)
-    pin = f"?run={run_id}" if run is not None else ""
-    links = json.dumps([
-        link(str(request.url), "self", GEOJSON, "This feature"),
+    pin = f"?run={layer.run_id}" if pinned else ""
+    links = [
+        link(str(request.url), "self", media, "This feature"),
         link(f"{base}/collections/{collectionId}{pin}", "collection", JSON, "The collection"),
-    ])
+    ]
     one = page.features_json.strip()
     one = one[1:-1].strip()  # the array holds exactly this feature: drop the brackets
-    body = f'{one[:-1]}, "links": {links}}}'
-    return cached(request, etag(collectionId, page.run_id, featureId), body, GEOJSON)
+    if fmt == "html":
+        doc = json.loads(one)
+        doc["links"] = links
+        return cached(request, tag, formats.document_html(featureId, doc), media,
+                      pinned=pinned, headers=headers)
+    body = f'{one[:-1]}, "links": {json.dumps(links)}}}'
+    return cached(request, tag, body, GEOJSON, pinned=pinned, headers=headers)
+
+
+# ---- downloads ---------------------------------------------------------------------------
+
+
+@router.get(
+    "/collections/{collectionId}/download",
+    summary="Every feature of a collection as one file",
+    response_class=Response,
+    responses={
+        200: {"content": {downloads.MEDIA["geojson"]: {}, downloads.MEDIA["csv"]: {},
+                          downloads.MEDIA["gpkg"]: {}},
+              "description": "The whole layer, with the run and every source's attribution"},
+        **_NOT_MODIFIED, **_ERRORS,
+    },
+)
+def download(
+    request: Request,
+    conn: ConnDep,
+    collectionId: str,  # noqa: N803
+    f: Annotated[Literal["geojson", "csv", "gpkg"], Query(
+        description="geojson (CRS84 unless crs says otherwise), csv (properties only, "
+                    "with run and attribution columns) or gpkg (GeoPackage, British "
+                    "National Grid)")] = "geojson",
+    crs: CrsParam = None,
+    run: RunPin = None,
+) -> Response:
+    """The whole layer as a file, with the run and the attribution of every source."""
+    check_known(request, frozenset({"f", "crs", "run"}))
+    out_crs = crs_.parse(crs, "crs")
+    layer = store.get_layer(conn, collectionId, run)
+    q = ItemsQuery(limit=0, crs=out_crs.uri if f == "geojson" else crs_.EPSG_27700, format=f)
+    tag = layer_etag(layer, "download", q)
+    headers = {} if f == "csv" else crs_.header(
+        out_crs if f == "geojson" else crs_.parse(crs_.EPSG_27700, "crs"))
+    if not_modified(request, tag):
+        return cached(request, tag, "", downloads.MEDIA[f], pinned=run is not None,
+                      headers=headers)
+    file = downloads.make(conn, layer, f, srid=out_crs.srid, lat_first=out_crs.lat_first,
+                          crs_uri=out_crs.uri)
+    headers["Content-Disposition"] = f'attachment; filename="{file.filename}"'
+    return cached(request, tag, file.body, file.media_type, pinned=run is not None,
+                  headers=headers)
+
+
+# ---- health ------------------------------------------------------------------------------
 
 
 @router.get(

@@ -32,7 +32,8 @@ from folium.utilities import JsCode
 from xstatic.pkg import leaflet as xstatic_leaflet
 
 from api.deps import ConnDep
-from store import features, reference, runs, spend
+from domain.errors import NotFound
+from store import features, reference, runs
 from store.db import Connection
 
 router = APIRouter()
@@ -369,18 +370,13 @@ def _script_json(value: Any) -> str:
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e")
 
 
-def _attribution(conn: Connection, meta: dict, run: dict) -> str:
+def _attribution(conn: Connection, layer: features.Layer) -> str:
     """Boundary, spend and population attribution, as escaped HTML for Leaflet's control."""
-    proxies = sorted({p["proxy"] for p in run["params"].get("proxy_table", [])})
-    population = []
-    for slug in proxies:
-        found = reference.find_proxy(conn, slug)
-        if found and found["attribution"] not in population:
-            population.append(found["attribution"])
+    label = {"boundaries": "Boundaries", "spend": "Spend", "population": "Population"}
     parts = [
-        f"Boundaries: {meta['attribution']} ({meta['licence']})",
-        *(f"Spend: {a}" for a in spend.attributions(conn, int(run["id"]))),
-        *(f"Population: {a}" for a in population),
+        f"{label[s['role']]}: {s['attribution']}" + (f" ({s['licence']})"
+                                                      if s["role"] == "boundaries" else "")
+        for s in features.sources(conn, layer)
     ]
     return " | ".join(html.escape(p) for p in parts)
 
@@ -396,11 +392,18 @@ def map_page(
     ),
 ) -> HTMLResponse:
     """A self-contained choropleth of a collection's ``per_head``, with popups per feature."""
-    meta = features.get_collection(conn, collection)
-    count = int(meta["features"])
+    layer = features.get_layer(conn, collection)
+    if layer.run_id is None:
+        raise NotFound(f"{collection!r} is a boundary set: it has no figures to map",
+                       "map a publication of a run instead (see GET /collections)",
+                       where="collection")
+    extent = features.summary(conn, layer)
+    count = extent["features"]
+    meta = {"id": layer.id, "title": layer.title, "financial_year": layer.financial_year,
+            "run_id": layer.run_id, "target_set": layer.set_slug, "bbox": extent["bbox"]}
     page = features.items(
         conn,
-        collection,
+        layer,
         limit=max(count, 1),
         simplify_m=SIMPLIFY_M if count > SIMPLIFY_ABOVE else 0.0,
     )
@@ -415,9 +418,9 @@ def map_page(
 
     unit = "ward" if count and "ward" in meta["target_set"] else "area"
     others = [
-        (f"{root}/map?collection={c['id']}", c["title"])
-        for c in features.list_collections(conn)
-        if c["id"] != collection
+        (f"{root}/map?collection={c.id}", c.title)
+        for c in features.list_layers(conn)
+        if c.id != collection and c.run_id is not None
     ]
     title = f"Spend per head ({meta['financial_year']}): {meta['title']}"
 
@@ -455,7 +458,7 @@ def map_page(
             "weight": 1 if count <= SIMPLIFY_ABOVE else 0.5,
         },
         on_each_feature=_ON_EACH_FEATURE,
-        attribution=_attribution(conn, meta, run),
+        attribution=_attribution(conn, layer),
     ).add_to(fmap)
     run_href = f"{root}/runs/{meta['run_id']}"
     bodies = [body_names.get(b, b) for b in run["params"].get("bodies", [])]

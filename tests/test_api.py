@@ -23,6 +23,8 @@ from placespend.settings import Settings
 HACKNEY = "hackney-wards-2014-spend-2014-15"
 LONDON = "london-wards-2014-spend-2014-15"
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+EPSG_4326 = "http://www.opengis.net/def/crs/EPSG/0/4326"
+EPSG_27700 = "http://www.opengis.net/def/crs/EPSG/0/27700"
 HACKNEY_PENCE = 52_969_400_000
 GLA_PENCE = 470_086_300_000
 #: The whole public pound of 2014-15 in London: the 33 councils' and the GLA's service lines
@@ -96,7 +98,8 @@ def test_collections_list_both_with_crs84_bboxes(client: TestClient, demo: RunRe
     assert {HACKNEY, LONDON} <= set(by_id)
     for cid in (HACKNEY, LONDON):
         c = by_id[cid]
-        assert c["itemType"] == "feature" and c["crs"] == [CRS84]
+        assert c["itemType"] == "feature" and c["crs"] == [CRS84, EPSG_4326, EPSG_27700]
+        assert c["storageCrs"] == EPSG_27700 and c["kind"] == "publication"
         assert c["run"] == demo.run_id
         assert c["extent"]["spatial"]["crs"] == CRS84
         [[minx, miny, maxx, maxy]] = c["extent"]["spatial"]["bbox"]
@@ -109,7 +112,8 @@ def test_collections_list_both_with_crs84_bboxes(client: TestClient, demo: RunRe
         ]
         assert "Ordnance Survey" in c["attribution"]
         assert c["licence"] == "Open Government Licence v3.0"
-        rels = {lk["rel"]: lk for lk in c["links"]}
+        rels = {lk["rel"]: lk for lk in c["links"] if lk["type"] != "text/html"
+                and "f=csv" not in lk["href"]}
         assert rels["self"]["href"] == f"http://testserver/collections/{cid}"
         assert rels["items"]["href"] == f"http://testserver/collections/{cid}/items"
         assert rels["items"]["type"] == "application/geo+json"
@@ -234,7 +238,8 @@ def test_bbox_around_one_ward(client: TestClient) -> None:
         ({"bbox": "a,b,c,d"}, "bbox"),
         ({"bbox": "-0.02,51.5,-0.1,51.6"}, "bbox"),  # min lon > max lon
         ({"bbox": "51.5,-0.1,51.6,-0.02,0"}, "bbox"),
-        ({"bbox": "-0.1,51.5,-0.02,51.6", "bbox-crs": "EPSG:27700"}, "bbox-crs"),
+        ({"bbox": "-0.1,51.5,-0.02,51.6", "bbox-crs": "EPSG:3857"}, "bbox-crs"),
+        ({"crs": "EPSG:3857"}, "crs"),
         ({"limit": "0"}, "limit"),
         ({"limit": "10001"}, "limit"),
         ({"limit": "many"}, "limit"),

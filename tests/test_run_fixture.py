@@ -177,11 +177,11 @@ def test_a_what_if_run_changes_no_public_collection_until_published(world_db, tm
     with connect(url) as conn:
         default = _run_and_publish(conn, request)
         before = features.items(conn, cid).features_json
-        before_meta = features.get_collection(conn, cid)
+        before_meta = features.get_layer(conn, cid)
         custom = make_run(conn, RunRequest(**{**request.__dict__, "proxy_table": other}))
         assert custom.created and custom.run_id != default
         assert features.items(conn, cid).features_json == before
-        assert features.get_collection(conn, cid) == before_meta
+        assert features.get_layer(conn, cid) == before_meta
         assert features.collection_run(conn, cid) == default
         pinned = features.items(conn, cid, run_id=custom.run_id).features_json
         assert pinned != before
@@ -383,10 +383,10 @@ def test_a_best_fit_publication_gives_whole_small_areas(world_db) -> None:
         (cid,) = publish(conn, run_id, ["fx-wards"], fit="best_fit")
         wards = {f["properties"]["code"]: f["properties"] for f in json.loads(
             features.items(conn, cid, limit=10).features_json)}
-        meta = features.get_collection(conn, cid)
+        meta = features.get_layer(conn, cid)
         split = {f["properties"]["code"]: f["properties"] for f in json.loads(
             features.items(conn, "fx-wards-spend-2014-15", limit=10).features_json)}
-    assert cid == "fx-wards-spend-2014-15-best-fit" and "best fit" in meta["title"]
+    assert cid == "fx-wards-spend-2014-15-best-fit" and "best fit" in meta.title
     assert {c: w["total_pence"] for c, w in wards.items()} == {"W1": 99_334, "W2": 700}
     assert sum(w["population"] for w in wards.values()) == sum(
         w["population"] for w in split.values())

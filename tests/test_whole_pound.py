@@ -143,11 +143,11 @@ def test_no_figure_without_its_method_shares_and_confidence(conn: Connection, wa
                                    "share_area", "share_best_fit"}
     assert np.allclose(shares.sum(axis=1), 1.0)
     assert props["confidence"].isin(list("ABCDE")).all()
-    meta = features.get_collection(conn, cid)
+    meta = features.get_layer(conn, cid)
     basis = "delivered" if cid.endswith("-delivered") else "served"
-    assert f"({basis} basis)" in meta["title"]
+    assert f"({basis} basis)" in meta.title
     assert ("who it serves" if basis == "served" else "where it is delivered") in \
-        meta["description"]
+        meta.description
 
 
 def test_hackney_whole_pound_has_the_pilots_shape(conn: Connection, demo: RunResult) -> None:
@@ -200,8 +200,8 @@ def test_the_best_fit_publication_gives_hackney_its_own_lsoas(conn: Connection,
         (demo.run_id, list(mine["LSOA11CD"]))).fetchone()["p"]
     assert int(fitted["total_pence"].sum()) == int(pence)
     assert np.allclose(fitted["share_best_fit"], 1.0)  # served basis: all spread, all moved
-    meta = features.get_collection(conn, cid)
-    assert "best fit" in meta["title"] and "ONS best-fit" in meta["description"]
+    meta = features.get_layer(conn, cid)
+    assert "best fit" in meta.title and "ONS best-fit" in meta.description
     # the same figures as each feature's best-fit range on the split publication
     split = _props(conn, SERVED["hackney-wards-2014"])
     assert ((split["total_best_fit"] * 100).round() == fitted["total_pence"]).all()

@@ -67,6 +67,25 @@ class ServerTiming:
         await self.app(scope, receive, timed)
 
 
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's OpenAPI document, with ``limit`` of /items as a shared component.
+
+    QGIS (3.22) learns a server's page size only from ``components.parameters.limit``
+    (``schema.default`` and ``schema.maximum``); with ``limit`` inline it pages by 100.
+    """
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = FastAPI.openapi(app)
+    op = schema["paths"].get("/collections/{collectionId}/items", {}).get("get")
+    if op:
+        for i, param in enumerate(op.get("parameters", [])):
+            if param.get("name") == "limit" and param.get("in") == "query":
+                schema.setdefault("components", {}).setdefault("parameters", {})["limit"] = param
+                op["parameters"][i] = {"$ref": "#/components/parameters/limit"}
+    app.openapi_schema = schema
+    return schema
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. ``settings.database_url`` must point at a migrated PostGIS."""
     settings = settings or Settings()
@@ -97,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/api.html",
         redoc_url=None,
     )
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.settings = settings
     app.state.tile_cache = ByteCache(settings.tile_cache_mb * 1024 * 1024)
     errors.install(app)

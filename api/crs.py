@@ -64,3 +64,15 @@ def parse(value: str | None, name: str) -> Crs:
 def header(crs: Crs) -> dict[str, str]:
     """The ``Content-Crs`` header of a response in ``crs``."""
     return {"Content-Crs": f"<{crs.uri}>"}
+
+
+def geojson_member(crs: Crs) -> dict | None:
+    """The 2008-style GeoJSON ``crs`` member for coordinates not in CRS84, or None.
+
+    RFC 7946 dropped it, but GDAL (and QGIS's plain GeoJSON reader) still take the CRS of a
+    file or response from it, so a British National Grid response opened as a plain GeoJSON
+    file is labelled EPSG:27700 rather than read as degrees.
+    """
+    if crs.uri == CRS84:
+        return None
+    return {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{crs.srid}"}}

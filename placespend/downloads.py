@@ -68,8 +68,11 @@ def _cell(value: Any) -> Any:
 
 
 def make(conn: Connection, layer: store.Layer, fmt: str, *, srid: int = 4326,
-         lat_first: bool = False, crs_uri: str | None = None) -> Download:
-    """``layer`` whole as ``fmt`` (geojson in ``srid``; csv has no geometry; gpkg is 27700)."""
+         lat_first: bool = False, crs_member: dict | None = None) -> Download:
+    """``layer`` whole as ``fmt`` (geojson in ``srid``; csv has no geometry; gpkg is 27700).
+
+    ``crs_member``: the GeoJSON ``crs`` member naming ``srid`` when it is not CRS84.
+    """
     sources = store.sources(conn, layer)
     count = store.summary(conn, layer)["features"]
     stem = layer.id + (f"-run-{layer.run_id}" if layer.run_id is not None else "")
@@ -91,8 +94,8 @@ def make(conn: Connection, layer: store.Layer, fmt: str, *, srid: int = 4326,
         head = {"type": "FeatureCollection", "name": layer.id, "title": layer.title,
                 "run": layer.run_id, "attribution": attribution_text(sources),
                 "sources": sources}
-        if crs_uri and srid == 27700:
-            head["crs"] = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::27700"}}
+        if crs_member:
+            head["crs"] = crs_member
         text = json.dumps(head)
         body = f'{text[:-1]}, "features": {page.features_json}}}'.encode()
     return Download(body, MEDIA[fmt], f"{stem}.{fmt}")

@@ -318,7 +318,7 @@ def items(
                (SELECT coalesce(json_agg(json_build_object(
                    'type', 'Feature',
                    'id', code,
-                   'geometry', CASE WHEN %(geom)s THEN ST_AsGeoJSON(g, %(digits)s)::json END,
+                   'geometry', CASE WHEN %(geom)s THEN ST_AsGeoJSON(g, %(digits)s, 0)::json END,
                    'properties', properties) ORDER BY code), '[]'::json)::text
                   FROM shaped) AS features
         """,

@@ -7,15 +7,19 @@
 - ``fresh_db``: a new empty migrated database for one test (hand-built fixtures).
 - ``app`` / ``client``: the API over ``demo``, with its lifespan (pool) running.
 - ``api_key`` / ``auth``: an API key for writes over HTTP, and headers carrying it.
+- ``server``: the app served by a real uvicorn on a free loopback port (for browsers, QGIS).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -103,3 +107,22 @@ def api_key(db_url: str, demo: RunResult) -> str:
 def auth(api_key: str) -> dict[str, str]:
     """Headers that carry the test API key."""
     return {"Authorization": f"Bearer {api_key}"}
+
+
+@pytest.fixture(scope="module")
+def server(app: FastAPI) -> Iterator[str]:
+    """Serve the app with uvicorn on a free loopback port, in a background thread."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    port = srv.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=15)

@@ -13,14 +13,9 @@ import json
 import os
 import re
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from playwright.sync_api import Page, sync_playwright
 
@@ -120,25 +115,6 @@ def test_class_edges_are_round_and_cover_the_values() -> None:
 
 
 # --- (b) the page in a real browser -----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server(app: FastAPI) -> Iterator[str]:
-    """Serve the app with uvicorn on a free loopback port, in a background thread."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=15)
 
 
 def _shots_dir(tmp_path: Path) -> Path:

@@ -81,6 +81,11 @@ def test_items_in_each_crs_carry_the_same_pence(client: TestClient,
         assert r.headers["content-crs"] == f"<{canonical}>"
         body = r.json()
         assert _pence(body["features"]) == by_items
+        # the 2008-style member GDAL reads a plain GeoJSON file's CRS from; none for CRS84
+        srid = {EPSG_27700: "27700", EPSG_4326: "4326"}.get(canonical)
+        assert body.get("crs") == (None if srid is None else {
+            "type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{srid}"}})
+        assert "crs" not in body["features"][0]["geometry"]
         x, y = body["features"][0]["geometry"]["coordinates"][0][0][0]
         assert check(x, y), (crs, x, y)
     one = client.get(f"{url}/{DALSTON}", params={"crs": EPSG_27700})

@@ -7,19 +7,111 @@ says nothing about the internals (the details go to the log).
 from __future__ import annotations
 
 import logging
+from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from domain.errors import PlacespendError
 
 log = logging.getLogger("placespend.api")
 
+#: The one error shape, as the OpenAPI document describes every 4xx and 5xx body.
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "required": ["code", "cause", "where", "fix"],
+    "properties": {
+        "code": {"type": "string", "description": "machine-readable, e.g. bad_request"},
+        "cause": {"type": "string", "description": "what is wrong"},
+        "where": {"type": ["string", "null"], "description": "the parameter or field at fault"},
+        "fix": {"type": "string", "description": "what to do about it"},
+    },
+}
+
+
+class RefuseNul:
+    """400 for a NUL character (``%00``) in the path or the query, naming the parameter.
+
+    PostgreSQL text cannot hold one, so such a value would otherwise fail in the database (a
+    500) instead of being refused as the malformed input it is.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer the 400 before routing, or pass the request on untouched."""
+        where = _nul_in(scope) if scope["type"] == "http" else None
+        if where is None:
+            await self.app(scope, receive, send)
+            return
+        body = {"code": "bad_request", "cause": f"{where} holds a NUL character (%00)",
+                "where": where, "fix": "remove the NUL character: no name, code or value has one"}
+        await JSONResponse(body, status_code=400)(scope, receive, send)
+
+
+def _nul_in(scope: Scope) -> str | None:
+    """The path parameter or query parameter holding a NUL, ``path`` if no route matches."""
+    if "\x00" in scope.get("path", ""):
+        for route in getattr(scope.get("app"), "routes", ()):
+            match, child = route.matches(scope)
+            if match == Match.FULL:
+                for name, value in child.get("path_params", {}).items():
+                    if "\x00" in str(value):
+                        return name
+        return "path"
+    query = scope.get("query_string", b"").decode("latin-1")
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return name.replace("\x00", "") or "query"
+    return None
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Describe the errors the server sends: 400 in the one shape, not FastAPI's 422.
+
+    Invalid parameters are answered 400 (:func:`install`'s handler), so the 422 "Validation
+    Error" FastAPI documents on every operation with parameters is never sent; an operation's
+    own 422 (a refused polygon or file) stays.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = build()
+        ref = {"$ref": "#/components/schemas/Error"}
+        for item in doc.get("paths", {}).values():
+            for operation in item.values():
+                responses = operation.get("responses", {})
+                auto = responses.get("422", {}).get("description") == "Validation Error"
+                if auto:
+                    del responses["422"]
+                if auto or operation.get("parameters") or operation.get("requestBody"):
+                    responses.setdefault("400", {"description": "A parameter is malformed"})
+                for status, response in responses.items():
+                    if status[0] in "45":  # every error body is the one shape, in JSON
+                        response["content"] = {"application/json": {"schema": ref}}
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        schemas["Error"] = ERROR_SCHEMA
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
 
 def install(app: FastAPI) -> None:
-    """Register the handlers on ``app``."""
+    """Register the handlers on ``app``, and describe the errors in its OpenAPI document."""
+    app.add_middleware(RefuseNul)
+    _document_errors(app)
 
     @app.exception_handler(PlacespendError)
     async def domain_error(request: Request, exc: PlacespendError) -> JSONResponse:

@@ -92,6 +92,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified (If-None-Match matched the ETag)"},
 }
+#: Documents that f=html (or Accept: text/html) answers as an HTML page.
+_DOC_OR_HTML: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/html": {}}, "description": "The document (JSON), or its HTML page"},
+}
 
 #: ``?run=N`` pins the figures to one run, so a figure cited in a report can be fetched again.
 RunPin = Annotated[int | None, Query(
@@ -133,7 +137,7 @@ DocFormat = Annotated[Literal["json", "html"] | None, Query(
 # ---- landing, conformance, collections ---------------------------------------------------
 
 
-@router.get("/", summary="Landing page", responses={400: _ERRORS[400]})
+@router.get("/", summary="Landing page", responses={**_DOC_OR_HTML, 400: _ERRORS[400]})
 def landing(request: Request, f: DocFormat = None) -> Response:
     """The landing page: what this service is and where everything is."""
     base = base_url(request)
@@ -226,7 +230,8 @@ def _collection(base: str, layer: store.Layer, extent_row: dict, pinned: bool = 
     }
 
 
-@router.get("/collections", summary="Collections", responses={400: _ERRORS[400]})
+@router.get("/collections", summary="Collections",
+            responses={**_DOC_OR_HTML, 400: _ERRORS[400]})
 def collections(request: Request, conn: ConnDep, f: DocFormat = None) -> Response:
     """Every layer: each publication at the run it serves now, then each boundary set."""
     fmt = formats.choose(request, f, ("json", "html"))
@@ -240,7 +245,8 @@ def collections(request: Request, conn: ConnDep, f: DocFormat = None) -> Respons
     return _answer(request, fmt, "Collections", doc)
 
 
-@router.get("/collections/{collectionId}", summary="One collection", responses=_ERRORS)
+@router.get("/collections/{collectionId}", summary="One collection",
+            responses={**_DOC_OR_HTML, **_ERRORS})
 def collection(
     request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
     run: RunPin = None, f: DocFormat = None,
@@ -317,6 +323,15 @@ def queryables_doc(request: Request, conn: ConnDep, collectionId: str,  # noqa: 
 
 # ---- items -------------------------------------------------------------------------------
 
+_NUMBER = r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?"
+#: Four numbers, or six with heights (a number each: parse_bbox checks ranges and order).
+_BBOX_PATTERN = rf"^ *{_NUMBER} *(, *{_NUMBER} *){{3}}((, *{_NUMBER} *){{2}})?$"
+_DATE = r"(?!0000)[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+_INSTANT = (rf"{_DATE}(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+            r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?")
+#: An RFC 3339 instant, or an interval of two with ``..`` (or nothing) for an open end.
+_DATETIME_PATTERN = rf"^({_INSTANT}|({_INSTANT}|\.\.)?/({_INSTANT}|\.\.)?)$"
+
 
 def _limit_too_large(limit: int, maximum: int) -> RequestValidationError:
     """The same 400 the validation handler gives for ``limit < 1``, for the runtime maximum."""
@@ -365,7 +380,7 @@ def items(
                     "longitude first in CRS84 (the default), latitude first in EPSG:4326, "
                     "metres in EPSG:27700; minimum values first, degrees within "
                     "-180..180 / -90..90. Features that intersect it.",
-        pattern=r"^\s*-?[0-9.eE+-]+\s*(,\s*-?[0-9.eE+-]+\s*){3}((,\s*-?[0-9.eE+-]+\s*){2})?$",
+        pattern=_BBOX_PATTERN,
         examples=["-0.11,51.53,-0.02,51.58"],
     )] = None,
     bbox_crs: Annotated[str | None, Query(
@@ -376,6 +391,9 @@ def items(
     datetime_: Annotated[str | None, Query(
         alias="datetime",
         description="RFC 3339 instant or interval; features whose financial year it meets",
+        # For the API description only: parse_datetime refuses the rest with a 400 saying why.
+        json_schema_extra={"pattern": _DATETIME_PATTERN},
+        examples=["2014-04-01/2015-03-31"],
     )] = None,
     f: Annotated[Literal["json", "geojson", "html", "csv"] | None, Query(
         description="Format: json (GeoJSON, the default), html or csv (properties only); "
@@ -433,6 +451,9 @@ def items(
         "run": layer.run_id,
         "links": links,
     }
+    member = crs_.geojson_member(out_crs)
+    if member:
+        head_doc["crs"] = member
     if fmt == "csv":
         body = downloads.csv_text(layer, json.loads(page.features_json),
                                   store.sources(conn, layer))
@@ -539,7 +560,7 @@ def download(
         return cached(request, tag, "", downloads.MEDIA[f], pinned=run is not None,
                       headers=headers)
     file = downloads.make(conn, layer, f, srid=out_crs.srid, lat_first=out_crs.lat_first,
-                          crs_uri=out_crs.uri)
+                          crs_member=crs_.geojson_member(out_crs))
     headers["Content-Disposition"] = f'attachment; filename="{file.filename}"'
     return cached(request, tag, file.body, file.media_type, pinned=run is not None,
                   headers=headers)

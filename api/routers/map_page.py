@@ -381,7 +381,8 @@ def _attribution(conn: Connection, layer: features.Layer) -> str:
     return " | ".join(html.escape(p) for p in parts)
 
 
-@router.get("/map", response_class=HTMLResponse, summary="Map of spend per head")
+@router.get("/map", response_class=HTMLResponse, summary="Map of spend per head",
+            responses={404: {"description": "No such collection, or a boundary set (no figures)"}})
 def map_page(
     request: Request,
     conn: ConnDep,

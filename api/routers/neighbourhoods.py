@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import ConnDep, KeyDep
@@ -26,14 +26,40 @@ _EXAMPLE = {
         [-0.085, 51.535], [-0.06, 51.535], [-0.06, 51.55], [-0.085, 51.55], [-0.085, 51.535],
     ]]},
 }
+# The GeoJSON shapes the body may take (RFC 7946), for the API description only: the polygon
+# is read by placespend.neighbourhoods, which refuses anything else with a 422 naming the fault.
+_RING = {"type": "array", "minItems": 4, "items": {
+    "type": "array", "minItems": 2, "maxItems": 3, "items": {"type": "number"}}}
+_POLYGON = {"type": "object", "required": ["type", "coordinates"], "properties": {
+    "type": {"const": "Polygon"},
+    "coordinates": {"type": "array", "minItems": 1, "items": _RING}}}
+_MULTIPOLYGON = {"type": "object", "required": ["type", "coordinates"], "properties": {
+    "type": {"const": "MultiPolygon"},
+    "coordinates": {"type": "array", "minItems": 1,
+                    "items": {"type": "array", "minItems": 1, "items": _RING}}}}
+_FEATURE = {"type": "object", "required": ["type", "geometry"], "properties": {
+    "type": {"const": "Feature"},
+    "geometry": {"oneOf": [_POLYGON, _MULTIPOLYGON]},
+    "properties": {"type": ["object", "null"], "properties": {
+        "name": {"type": "string", "pattern": "[A-Za-z0-9]"}}}}}
+_FEATURE_COLLECTION = {"type": "object", "required": ["type", "features"], "properties": {
+    "type": {"const": "FeatureCollection"},
+    "features": {"type": "array", "minItems": 1, "maxItems": 1, "items": _FEATURE}}}
 GeoJSONBody = Annotated[dict[str, Any], Body(
-    description="A GeoJSON Polygon or MultiPolygon, bare or as a Feature (lon/lat, EPSG:4326, "
-                "unless crs says otherwise)",
+    description="A GeoJSON Polygon or MultiPolygon, bare, as a Feature or as a FeatureCollection "
+                "of one Feature (lon/lat, EPSG:4326, unless crs says otherwise), inside Great "
+                "Britain, with at least three distinct corners",
     examples=[_EXAMPLE],
+    json_schema_extra={"oneOf": [_POLYGON, _MULTIPOLYGON, _FEATURE, _FEATURE_COLLECTION]},
 )]
+#: The CRSs a polygon may be sent in, as the OpenAPI document lists them.
+CRS_NAMES = ("EPSG:4326", "EPSG:27700", "OGC:CRS84",
+             "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+             "http://www.opengis.net/def/crs/EPSG/0/4326",
+             "http://www.opengis.net/def/crs/EPSG/0/27700")
 CrsParam = Annotated[str | None, Query(
     description="CRS of the coordinates: EPSG:4326 (default) or EPSG:27700",
-    examples=["EPSG:27700"],
+    examples=["EPSG:27700"], json_schema_extra={"enum": list(CRS_NAMES)},
 )]
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "The body is not JSON"},
@@ -77,9 +103,16 @@ def save_neighbourhood(
     request: Request,
     conn: ConnDep,
     key: KeyDep,
-    set_id: str,
+    set_id: Annotated[str, Path(
+        description="The neighbourhood set: lower-case letters, digits and hyphens",
+        json_schema_extra={"pattern": r"^[a-z0-9][a-z0-9-]{0,62}$"},
+        examples=["dalston-neighbourhoods"],
+    )],
     body: GeoJSONBody,
-    name: Annotated[str | None, Query(description="Name (default: the Feature's name)")] = None,
+    name: Annotated[str | None, Query(
+        description="Name (default: the Feature's name); one is needed, with a letter or digit",
+        json_schema_extra={"pattern": "[A-Za-z0-9]"},
+    )] = None,
     crs: CrsParam = None,
 ) -> JSONResponse:
     """Keep the polygon in a neighbourhood set (created on first use).

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
@@ -29,6 +30,7 @@ router = APIRouter(tags=["Uploads"])
 MAX_BYTES = 200 * 1024 * 1024
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The same file was already loaded: nothing new was stored"},
     400: {"description": "An option is malformed, or the form has no file"},
     401: {"description": "No API key, or an unknown one"},
     403: {"description": "The API key was revoked"},
@@ -54,10 +56,27 @@ async def _save(upload: UploadFile, folder: Path) -> Path:
     return path
 
 
-@router.post("/uploads/{kind}", responses=_ERRORS, status_code=201,
+#: The form, for the API description (the route reads it itself, to stream the file).
+_FORM: dict[str, Any] = {"requestBody": {"required": True, "content": {"multipart/form-data": {
+    "schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary",
+                                "description": "The file (CSV, GeoJSON, GeoPackage, ZIP...)"}},
+        "additionalProperties": {"type": "string"},
+        "description": "The file, and the options of `placespend load KIND` as form fields "
+                       "(--code-field is code_field; repeat a field to give several values)",
+    },
+}}}}
+
+
+@router.post("/uploads/{kind}", responses=_ERRORS, status_code=201, openapi_extra=_FORM,
              summary="Load a file: boundaries, proxy, functions, spend, transfers, "
                      "postcodes or sites")
-async def upload(kind: str, request: Request, conn: ConnDep, key: KeyDep) -> JSONResponse:
+async def upload(
+    kind: Annotated[str, PathParam(description="What the file holds",
+                                   json_schema_extra={"enum": list(load.LOADERS)})],
+    request: Request, conn: ConnDep, key: KeyDep,
+) -> JSONResponse:
     """Load one file (multipart field ``file``) with the options as form fields.
 
     The options are those of ``placespend load KIND --help`` (``--code-field`` is the form

@@ -124,10 +124,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # bodies); HEAD as GET; the timing of everything inside.
     app.add_middleware(ServerTiming)
     app.add_middleware(HeadAsGet)
-    app.add_middleware(GZipMiddleware, minimum_size=1000)
+    app.add_middleware(GZipMiddleware, minimum_size=1000, compresslevel=6)
     app.add_middleware(
         CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
-        allow_headers=["*"], expose_headers=["ETag", "Content-Crs", "Link", "Server-Timing",
+        allow_headers=["*"], expose_headers=["ETag", "Content-Crs", "Server-Timing",
                                              "Content-Disposition"],
     )
     app.include_router(features.router)

@@ -67,12 +67,14 @@ def header(crs: Crs) -> dict[str, str]:
 
 
 def geojson_member(crs: Crs) -> dict | None:
-    """The 2008-style GeoJSON ``crs`` member for coordinates not in CRS84, or None.
+    """The 2008-style GeoJSON ``crs`` member for British National Grid, or None.
 
     RFC 7946 dropped it, but GDAL (and QGIS's plain GeoJSON reader) still take the CRS of a
     file or response from it, so a British National Grid response opened as a plain GeoJSON
-    file is labelled EPSG:27700 rather than read as degrees.
+    file is labelled EPSG:27700 rather than read as degrees. None for lon/lat: GDAL reads
+    ``EPSG::4326`` in a file as longitude first, which would misplace EPSG:4326's
+    latitude-first coordinates (that axis order is the ``Content-Crs`` header's to say).
     """
-    if crs.uri == CRS84:
+    if crs.srid != 27700:
         return None
     return {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{crs.srid}"}}

@@ -7,6 +7,7 @@ says nothing about the internals (the details go to the log).
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -14,7 +15,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from domain.errors import PlacespendError
@@ -57,20 +57,26 @@ class RefuseNul:
 
 
 def _nul_in(scope: Scope) -> str | None:
-    """The path parameter or query parameter holding a NUL, ``path`` if no route matches."""
-    if "\x00" in scope.get("path", ""):
-        for route in getattr(scope.get("app"), "routes", ()):
-            match, child = route.matches(scope)
-            if match == Match.FULL:
-                for name, value in child.get("path_params", {}).items():
-                    if "\x00" in str(value):
-                        return name
+    """The path parameter or query parameter holding a NUL, ``path`` if no address matches."""
+    path = scope.get("path", "")
+    if "\x00" in path:
+        app = scope.get("app")
+        for template in app.openapi().get("paths", {}) if isinstance(app, FastAPI) else ():
+            found = re.match(_template_pattern(template), path)
+            for name, value in (found.groupdict() if found else {}).items():
+                if "\x00" in value:
+                    return name
         return "path"
     query = scope.get("query_string", b"").decode("latin-1")
     for name, value in parse_qsl(query, keep_blank_values=True):
         if "\x00" in name or "\x00" in value:
             return name.replace("\x00", "") or "query"
     return None
+
+
+def _template_pattern(template: str) -> str:
+    """A regular expression of an OpenAPI path template, a named group per path parameter."""
+    return "^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]*)", re.escape(template)) + "$"
 
 
 def _document_errors(app: FastAPI) -> None:

@@ -42,7 +42,7 @@ def attribution_text(sources: list[dict[str, str]]) -> str:
     """All sources in one line: ``Boundaries: ... (licence) | Spend: ... | Population: ...``."""
     label = {"boundaries": "Boundaries", "spend": "Spend", "population": "Population"}
     return " | ".join(
-        f"{label.get(s['role'], s['role'])}: {s['attribution']}"
+        f"{label.get(s['role'], s['role'])}: {' '.join(s['attribution'].split())}"
         + (f" ({s['licence']})" if s.get("licence") else "")
         for s in sources
     )

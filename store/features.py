@@ -131,12 +131,16 @@ def _publication(row: dict) -> Layer:
     )
 
 
+_KIND_NAMES = {"lsoa": "LSOA", "msoa": "MSOA", "oa": "Output Area", "agency_area": "agency area"}
+
+
 def _boundary_layer(row: dict) -> Layer:
     return Layer(
         id=row["slug"], kind="boundaries", set_id=row["set_id"], set_slug=row["slug"],
         title=f"{row['name']} (boundaries)",
-        description=(f"The {row['n']} {row['kind']} boundaries of {row['name']} "
-                     f"({row['vintage']}): codes, names and shapes, no figures."),
+        description=(f"{row['name']} ({row['vintage']}): the codes, names and shapes of its "
+                     f"{row['n']} {_KIND_NAMES.get(row['kind'], row['kind'])}"
+                     f"{'' if row['n'] == 1 else 's'}, no figures."),
         licence=row["licence"], attribution=row["attribution"],
         properties=_BOUNDARY_PROPERTIES, version=f"set:{row['n']}:{row['last_id']}",
     )
@@ -226,6 +230,13 @@ def _not_found(conn: Connection, layer_id: str, run_id: int | None) -> NotFound:
             "list the collections with GET /collections (a run that was made but not "
             "published is reached with ?run=N)",
             where=layer_id,
+        )
+    if conn.execute("SELECT 1 FROM boundary_set WHERE slug = %s", (layer_id,)).fetchone():
+        return NotFound(
+            f"{layer_id!r} is a boundary set: it has no runs",
+            f"omit run (GET /collections/{layer_id}), or ask for a publication of run "
+            f"{run_id} (see GET /runs/{run_id})",
+            where="run",
         )
     ids = [r["id"] for r in conn.execute(
         "SELECT id FROM collection WHERE run_id = %s ORDER BY id", (run_id,))]

@@ -18,6 +18,8 @@ import pyogrio
 import pytest
 from fastapi.testclient import TestClient
 
+from api.http import etag
+from api.query import TileQuery
 from placespend.runs import RunResult
 
 HACKNEY = "hackney-wards-2014-spend-2014-15"
@@ -81,15 +83,16 @@ def test_items_in_each_crs_carry_the_same_pence(client: TestClient,
         assert r.headers["content-crs"] == f"<{canonical}>"
         body = r.json()
         assert _pence(body["features"]) == by_items
-        # the 2008-style member GDAL reads a plain GeoJSON file's CRS from; none for CRS84
-        srid = {EPSG_27700: "27700", EPSG_4326: "4326"}.get(canonical)
-        assert body.get("crs") == (None if srid is None else {
-            "type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{srid}"}})
+        # the 2008-style member GDAL reads a plain GeoJSON file's CRS from, for BNG only
+        # (GDAL would read EPSG::4326 in a file longitude first)
+        assert body.get("crs") == ({"type": "name", "properties": {
+            "name": "urn:ogc:def:crs:EPSG::27700"}} if canonical == EPSG_27700 else None)
         assert "crs" not in body["features"][0]["geometry"]
         x, y = body["features"][0]["geometry"]["coordinates"][0][0][0]
         assert check(x, y), (crs, x, y)
     one = client.get(f"{url}/{DALSTON}", params={"crs": EPSG_27700})
     assert one.headers["content-crs"] == f"<{EPSG_27700}>"
+    assert one.json()["crs"]["properties"]["name"] == "urn:ogc:def:crs:EPSG::27700"
     assert int(one.json()["properties"]["total_pence"]) == by_items[DALSTON]
 
 
@@ -130,6 +133,9 @@ def test_boundary_sets_are_collections(client: TestClient) -> None:
     assert {f["properties"]["parent_code"] for f in items["features"]} == {"E09000012"}
     r = client.get("/collections/hackney-wards-2014/items", params={"run": 1})
     assert r.status_code == 404 and r.json()["where"] == "run"
+    assert "boundary set" in r.json()["cause"] and "omit run" in r.json()["fix"]
+    assert wards["description"].startswith("Hackney") and "21 wards, no figures" in \
+        wards["description"]
 
 
 # ---- queryables and filters --------------------------------------------------------------
@@ -255,11 +261,22 @@ def test_tiles_empty_bounds_etag_and_cache(client: TestClient, demo: RunResult,
                        headers={"If-None-Match": pinned.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
     hits = app.state.tile_cache.hits
-    assert client.get(url, params={"run": demo.run_id}).content == pinned.content
-    assert app.state.tile_cache.hits == hits + 1
+    plain = client.get(url, params={"run": demo.run_id}, headers={"Accept-Encoding": "identity"})
+    assert plain.content == pinned.content and "content-encoding" not in plain.headers
+    assert app.state.tile_cache.hits == hits + 1  # from memory, no database
     zipped = client.get(url, params={"run": demo.run_id}, headers={"Accept-Encoding": "gzip"})
     assert zipped.headers.get("content-encoding") == "gzip"
+    vary = [v.strip() for v in zipped.headers["vary"].split(",")]
+    assert vary.count("Accept-Encoding") == 1  # once, not once per layer of code
     assert zipped.content == pinned.content  # httpx unzips: the same tile
+    assert int(zipped.headers["content-length"]) < len(pinned.content)
+    # a client holding a tile this server never made gets a 304 without it being made
+    q = TileQuery(z=14, x=8188, y=5447, cap=app.state.settings.max_tile_features)
+    tag = etag(HACKNEY, f"run:{demo.run_id}", "tile", q)
+    assert app.state.tile_cache.get(tag) is None
+    r = client.get(f"{base}/14/8188/5447", headers={"If-None-Match": tag})
+    assert r.status_code == 304 and r.headers["etag"] == tag
+    assert app.state.tile_cache.get(tag) is None  # not rendered, not stored
 
 
 def test_boundary_set_tiles(client: TestClient) -> None:

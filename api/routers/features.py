@@ -34,6 +34,7 @@ from api.query import (
     ItemsQuery,
     financial_year_interval,
     in_time,
+    meets_great_britain,
     parse_bbox,
     parse_datetime,
     parse_filters,
@@ -140,6 +141,7 @@ DocFormat = Annotated[Literal["json", "html"] | None, Query(
 @router.get("/", summary="Landing page", responses={**_DOC_OR_HTML, 400: _ERRORS[400]})
 def landing(request: Request, f: DocFormat = None) -> Response:
     """The landing page: what this service is and where everything is."""
+    check_known(request, frozenset({"f"}))
     base = base_url(request)
     doc = {
         "title": request.app.title,
@@ -234,6 +236,7 @@ def _collection(base: str, layer: store.Layer, extent_row: dict, pinned: bool = 
             responses={**_DOC_OR_HTML, 400: _ERRORS[400]})
 def collections(request: Request, conn: ConnDep, f: DocFormat = None) -> Response:
     """Every layer: each publication at the run it serves now, then each boundary set."""
+    check_known(request, frozenset({"f"}))
     fmt = formats.choose(request, f, ("json", "html"))
     base = base_url(request)
     doc = {
@@ -252,6 +255,7 @@ def collection(
     run: RunPin = None, f: DocFormat = None,
 ) -> Response:
     """One collection's metadata (as served now, or of ``run``); 404 if there is none."""
+    check_known(request, frozenset({"f", "run"}))
     fmt = formats.choose(request, f, ("json", "html"))
     layer = store.get_layer(conn, collectionId, run)
     doc = _collection(base_url(request), layer, store.summary(conn, layer),
@@ -302,6 +306,7 @@ _SCHEMA_RESPONSES: dict[int | str, dict[str, Any]] = {
 def schema(request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
            run: RunPin = None) -> Response:
     """The properties of the collection's features with their JSON types, in order."""
+    check_known(request, frozenset({"run"}))
     layer = store.get_layer(conn, collectionId, run)
     tag = layer_etag(layer, "schema")
     body = _json_schema(request, layer, None, "schema", run)
@@ -315,6 +320,7 @@ def schema(request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
 def queryables_doc(request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
                    run: RunPin = None) -> Response:
     """The properties ``/items`` filters on by equality: ``?name=Dalston``, ``?confidence=D``."""
+    check_known(request, frozenset({"run"}))
     layer = store.get_layer(conn, collectionId, run)
     body = _json_schema(request, layer, queryables(layer), "queryables", run)
     return cached(request, layer_etag(layer, "queryables"), json.dumps(body), JSON_SCHEMA,
@@ -345,7 +351,8 @@ def _limit_too_large(limit: int, maximum: int) -> RequestValidationError:
 
 
 def _page(conn: ConnDep, layer: store.Layer, q: ItemsQuery, out_crs: crs_.Crs) -> store.Page:
-    if not in_time(layer, q.when):
+    far = q.bbox is not None and q.bbox_srid != 27700 and not meets_great_britain(q.bbox)
+    if far or not in_time(layer, q.when):
         return store.Page("[]", 0, 0, layer.run_id)
     return store.items(
         conn, layer, bbox=q.bbox, bbox_srid=q.bbox_srid, limit=q.limit, offset=q.offset,
@@ -380,7 +387,9 @@ def items(
                     "longitude first in CRS84 (the default), latitude first in EPSG:4326, "
                     "metres in EPSG:27700; minimum values first, degrees within "
                     "-180..180 / -90..90. Features that intersect it.",
-        pattern=_BBOX_PATTERN,
+        # For the API description only: parse_bbox refuses the rest with a 400 saying why
+        # in plain words (a regex in an error message helps nobody).
+        json_schema_extra={"pattern": _BBOX_PATTERN},
         examples=["-0.11,51.53,-0.02,51.58"],
     )] = None,
     bbox_crs: Annotated[str | None, Query(
@@ -423,7 +432,7 @@ def items(
         parent=parent, filters=parse_filters(request, layer, ITEMS_PARAMS), format=fmt,
     )
     tag = layer_etag(layer, "items", q)
-    headers = {**formats.VARY, **crs_.header(out_crs)}
+    headers = {**formats.VARY, **({} if fmt == "csv" else crs_.header(out_crs))}
     media = {"json": GEOJSON, "html": HTML, "csv": CSV}[fmt]
     pinned = run is not None
     if not_modified(request, tag):
@@ -519,7 +528,9 @@ def feature(
         doc["links"] = links
         return cached(request, tag, formats.document_html(featureId, doc), media,
                       pinned=pinned, headers=headers)
-    body = f'{one[:-1]}, "links": {json.dumps(links)}}}'
+    member = crs_.geojson_member(out_crs)
+    extra = f', "crs": {json.dumps(member)}' if member else ""
+    body = f'{one[:-1]}, "links": {json.dumps(links)}{extra}}}'
     return cached(request, tag, body, GEOJSON, pinned=pinned, headers=headers)
 
 

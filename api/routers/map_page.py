@@ -33,6 +33,7 @@ from xstatic.pkg import leaflet as xstatic_leaflet
 
 from api.deps import ConnDep
 from domain.errors import NotFound
+from placespend.downloads import attribution_text
 from store import features, reference, runs
 from store.db import Connection
 
@@ -372,13 +373,7 @@ def _script_json(value: Any) -> str:
 
 def _attribution(conn: Connection, layer: features.Layer) -> str:
     """Boundary, spend and population attribution, as escaped HTML for Leaflet's control."""
-    label = {"boundaries": "Boundaries", "spend": "Spend", "population": "Population"}
-    parts = [
-        f"{label[s['role']]}: {s['attribution']}" + (f" ({s['licence']})"
-                                                      if s["role"] == "boundaries" else "")
-        for s in features.sources(conn, layer)
-    ]
-    return " | ".join(html.escape(p) for p in parts)
+    return html.escape(attribution_text(features.sources(conn, layer)))
 
 
 @router.get("/map", response_class=HTMLResponse, summary="Map of spend per head",

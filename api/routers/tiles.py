@@ -10,15 +10,26 @@ as bytes in memory, so a warm tile is answered without the database.
 
 from __future__ import annotations
 
+import gzip
 import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from api.cache import ByteCache
 from api.deps import ConnDep
-from api.http import base_url, cached, check_known, etag, json_response, layer_etag, link
-from api.query import MAX_ZOOM, TileQuery, check_tile
+from api.http import (
+    base_url,
+    cached,
+    check_known,
+    etag,
+    json_response,
+    layer_etag,
+    link,
+    not_modified,
+)
+from api.query import MAX_ZOOM, TileQuery, check_tile, meets_great_britain
 from api.routers.features import _ERRORS, _NOT_MODIFIED, JSON, MVT, RunPin
 from store import features as store
 from store.db import pooled
@@ -89,6 +100,7 @@ def _tileset_link(base: str, layer: store.Layer) -> str:
 def tilesets(request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
              run: RunPin = None) -> Response:
     """The vector tilesets of a layer (one: WebMercatorQuad)."""
+    check_known(request, frozenset({"run"}))
     layer = store.get_layer(conn, collectionId, run)
     base = base_url(request)
     return json_response({"tilesets": [{
@@ -111,6 +123,7 @@ def _fields(layer: store.Layer) -> dict[str, str]:
 def tileset(request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
             tileMatrixSetId: _TMS_PATH, run: RunPin = None) -> Response:  # noqa: N803
     """The tileset: its tiling scheme, the tile address template, its layer and properties."""
+    check_known(request, frozenset({"run"}))
     _tms_check(tileMatrixSetId)
     layer = store.get_layer(conn, collectionId, run)
     extent = store.summary(conn, layer)
@@ -142,6 +155,7 @@ def tileset(request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
 def tilejson(request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
              tileMatrixSetId: _TMS_PATH, run: RunPin = None) -> Response:  # noqa: N803
     """TileJSON for MapLibre, Leaflet or QGIS: the tile URL pinned to the run it serves."""
+    check_known(request, frozenset({"run"}))
     from placespend.downloads import attribution_text
 
     _tms_check(tileMatrixSetId)
@@ -172,14 +186,28 @@ def _fit_zoom(bounds: list[float]) -> int:
     return int(max(0, min(MAX_ADVERTISED_ZOOM, math.floor(math.log2(360.0 / width)))))
 
 
-def _tile_response(request: Request, tag: str, body: bytes, pinned: bool) -> Response:
-    headers = {"Vary": "Accept-Encoding"}
+def _wants_gzip(request: Request) -> bool:
+    accept = request.headers.get("accept-encoding", "").replace(" ", "").lower()
+    return "gzip" in accept and "gzip;q=0," not in accept + "," and "gzip;q=0.0" not in accept
+
+
+def _tile_response(request: Request, cache: ByteCache, tag: str, body: bytes | None,
+                   pinned: bool) -> Response:
+    """The tile (gzipped once and kept, when the client takes gzip), 204 empty, or 304."""
+    if body is None or not_modified(request, tag):
+        return cached(request, tag, b"", MVT, pinned=pinned)
     if not body:
-        response = cached(request, tag, b"", MVT, pinned=pinned, headers=headers)
-        if response.status_code == 200:
-            response.status_code = 204
+        response = cached(request, tag, b"", MVT, pinned=pinned)
+        response.status_code = 204
         return response
-    return cached(request, tag, body, MVT, pinned=pinned, headers=headers)
+    if _wants_gzip(request):
+        zipped = cache.get(tag + ":gzip")
+        if zipped is None:
+            zipped = gzip.compress(body, compresslevel=6, mtime=0)
+            cache.put(tag + ":gzip", zipped)
+        return cached(request, tag, zipped, MVT, pinned=pinned,
+                      headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+    return cached(request, tag, body, MVT, pinned=pinned)
 
 
 @router.get(
@@ -208,18 +236,21 @@ async def tile(
         tag = etag(collectionId, f"run:{run}", "tile", q)
         body = cache.get(tag)
         if body is not None:
-            return _tile_response(request, tag, body, True)
+            return _tile_response(request, cache, tag, body, True)
 
-    def render() -> tuple[str, bytes]:
+    def render() -> tuple[str, bytes | None]:
+        """The tile's key and bytes (None: the client has it, so it is not made)."""
         with pooled(request.app.state.pool) as conn:
             layer = store.get_layer(conn, collectionId, run)
             key = layer_etag(layer, "tile", q)
             found = cache.get(key)
-            if found is not None:
+            if found is not None or not_modified(request, key):
                 return key, found
-            data = store.tile(conn, layer, z, x, y, cap=q.cap)
+            near = meets_great_britain(store.tile_bounds(z, x, y, store.MVT_BUFFER
+                                                         / store.MVT_EXTENT))
+            data = store.tile(conn, layer, z, x, y, cap=q.cap) if near else b""
         cache.put(key, data)
         return key, data
 
     tag, body = await run_in_threadpool(render)
-    return _tile_response(request, tag, body, run is not None)
+    return _tile_response(request, cache, tag, body, run is not None)

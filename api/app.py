@@ -120,16 +120,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.tile_cache = ByteCache(settings.tile_cache_mb * 1024 * 1024)
     errors.install(app)
-    # Outermost last: CORS answers preflights first; gzip when asked (not already-encoded
-    # bodies); HEAD as GET; the timing of everything inside.
+    # Outermost last. HEAD runs as GET through everything (CORS, gzip) and only its body is
+    # dropped, so its headers are the GET's; CORS answers preflights; gzip when asked (not
+    # already-encoded bodies); the timing of everything inside.
     app.add_middleware(ServerTiming)
-    app.add_middleware(HeadAsGet)
     app.add_middleware(GZipMiddleware, minimum_size=1000, compresslevel=6)
     app.add_middleware(
         CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
         allow_headers=["*"], expose_headers=["ETag", "Content-Crs", "Server-Timing",
                                              "Content-Disposition"],
     )
+    app.add_middleware(HeadAsGet)
     app.include_router(features.router)
     app.include_router(tiles.router)
     app.include_router(runs.router)

@@ -139,7 +139,8 @@ def _boundary_layer(row: dict) -> Layer:
         id=row["slug"], kind="boundaries", set_id=row["set_id"], set_slug=row["slug"],
         title=f"{row['name']} (boundaries)",
         description=(f"{row['name']} ({row['vintage']}): the codes, names and shapes of its "
-                     f"{row['n']} {_KIND_NAMES.get(row['kind'], row['kind'])}"
+                     f"{'one' if row['n'] == 1 else row['n']} "
+                     f"{_KIND_NAMES.get(row['kind'], row['kind'])}"
                      f"{'' if row['n'] == 1 else 's'}, no figures."),
         licence=row["licence"], attribution=row["attribution"],
         properties=_BOUNDARY_PROPERTIES, version=f"set:{row['n']}:{row['last_id']}",

@@ -199,6 +199,11 @@ def test_cors_and_gzip(client: TestClient) -> None:
     assert pre.status_code == 200 and "GET" in pre.headers["access-control-allow-methods"]
     plain = client.get(url, headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers
+    # HEAD: the GET's headers, gzip included, and no body
+    head = client.head(url, headers={"Accept-Encoding": "gzip"})
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-encoding"] == "gzip"
+    assert head.headers["content-length"] == r.headers["content-length"]
 
 
 # ---- vector tiles ------------------------------------------------------------------------

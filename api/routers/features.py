@@ -432,7 +432,7 @@ def items(
         parent=parent, filters=parse_filters(request, layer, ITEMS_PARAMS), format=fmt,
     )
     tag = layer_etag(layer, "items", q)
-    headers = {**formats.VARY, **({} if fmt == "csv" else crs_.header(out_crs))}
+    headers = {**formats.VARY, **(crs_.header(out_crs) if fmt == "json" else {})}
     media = {"json": GEOJSON, "html": HTML, "csv": CSV}[fmt]
     pinned = run is not None
     if not_modified(request, tag):
@@ -503,7 +503,7 @@ def feature(
     layer = store.get_layer(conn, collectionId, run)
     q = ItemsQuery(limit=1, crs=out_crs.uri, code=featureId, format=fmt)
     tag = layer_etag(layer, "feature", q)
-    headers = {**formats.VARY, **crs_.header(out_crs)}
+    headers = {**formats.VARY, **(crs_.header(out_crs) if fmt == "json" else {})}
     media = GEOJSON if fmt == "json" else "text/html; charset=utf-8"
     pinned = run is not None
     if not_modified(request, tag):

@@ -122,7 +122,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     # Outermost last. HEAD runs as GET through everything (CORS, gzip) and only its body is
     # dropped, so its headers are the GET's; CORS answers preflights; gzip when asked (not
-    # already-encoded bodies); the timing of everything inside.
+    # already-encoded bodies); the timing of everything inside; warm run-pinned tiles answered
+    # before routing.
+    app.add_middleware(tiles.WarmTiles)
     app.add_middleware(ServerTiming)
     app.add_middleware(GZipMiddleware, minimum_size=1000, compresslevel=6)
     app.add_middleware(

@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from threading import Lock
 
+#: Bytes an entry costs beyond its value and key (the dict slot, the objects): an estimate.
+ENTRY_OVERHEAD = 200
+
 
 class ByteCache:
     """Least recently used byte strings, up to ``max_bytes`` in all (0: cache nothing)."""
@@ -32,21 +35,30 @@ class ByteCache:
             self.hits += 1
             return value
 
+    @staticmethod
+    def cost(key: str, value: bytes) -> int:
+        """What an entry counts against the bound: its bytes, key and a fixed overhead.
+
+        The overhead makes a million empty tiles cost memory too, as they do.
+        """
+        return len(value) + len(key) + ENTRY_OVERHEAD
+
     def put(self, key: str, value: bytes) -> None:
         """Store ``value``, dropping the least recently used entries to stay within bounds."""
-        if len(value) > self.max_bytes:
+        cost = self.cost(key, value)
+        if cost > self.max_bytes:
             return
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
-                self._size -= len(old)
+                self._size -= self.cost(key, old)
             self._items[key] = value
-            self._size += len(value)
+            self._size += cost
             while self._size > self.max_bytes:
-                _, dropped = self._items.popitem(last=False)
-                self._size -= len(dropped)
+                dropped_key, dropped = self._items.popitem(last=False)
+                self._size -= self.cost(dropped_key, dropped)
 
     @property
     def size(self) -> int:
-        """Bytes held now."""
+        """What the entries count against the bound now."""
         return self._size

@@ -29,7 +29,8 @@ def _setup_error(url: str, exc: Exception) -> SetupError:
 def connect(url: str) -> Iterator[Connection]:
     """Open one connection (dict rows); commit on success, roll back on error."""
     try:
-        conn = psycopg.connect(url, row_factory=dict_row, connect_timeout=10)
+        conn = psycopg.connect(url, row_factory=dict_row, connect_timeout=10,
+                               prepare_threshold=None)
     except psycopg.OperationalError as exc:
         raise _setup_error(url, exc) from exc
     try:
@@ -58,7 +59,10 @@ def open_pool(url: str, *, min_size: int = 1, max_size: int = 8) -> ConnectionPo
         url,
         min_size=min_size,
         max_size=max_size,
-        kwargs={"row_factory": dict_row},
+        # No server-side prepared statements: after a few runs PostgreSQL would switch a
+        # prepared features query to a generic plan, blind to the bbox and ids it is given,
+        # that scans every feature of a layer (87 ms instead of 4 ms on 7,000 wards).
+        kwargs={"row_factory": dict_row, "prepare_threshold": None},
         open=False,
     )
     try:

@@ -311,8 +311,8 @@ def items(
              WHERE (%(code)s::text IS NULL OR s.code = %(code)s::text)
                AND (%(parent)s::text IS NULL OR s.parent_code = %(parent)s::text)
                AND (%(bbox)s::float8[] IS NULL
-                    OR EXISTS (SELECT 1 FROM env WHERE s.geom && env.g
-                                                   AND ST_Intersects(s.geom, env.g))){where}
+                    OR (s.geom && (SELECT g FROM env)
+                        AND ST_Intersects(s.geom, (SELECT g FROM env)))){where}
         ), page AS (
             SELECT * FROM matched ORDER BY code LIMIT %(limit)s OFFSET %(offset)s
         ), shaped AS (
@@ -370,7 +370,7 @@ WITH {env}, src AS ({source}), mvt AS (
                         ST_TileEnvelope(%(z)s, %(x)s, %(y)s), {extent}, {buffer}, true) AS geom,
            s.properties::jsonb AS properties
       FROM src s
-     WHERE EXISTS (SELECT 1 FROM env WHERE s.geom && env.g)
+     WHERE s.geom && (SELECT g FROM env)
      ORDER BY s.code
      LIMIT %(cap)s
 )

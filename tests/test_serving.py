@@ -325,3 +325,18 @@ def test_downloads_carry_the_same_pence_and_every_source(client: TestClient, dem
     bng = client.get(url, params={"f": "geojson", "crs": "EPSG:27700"}).json()
     assert bng["crs"]["properties"]["name"] == "urn:ogc:def:crs:EPSG::27700"
     assert _pence(bng["features"]) == by_items
+
+
+def test_the_byte_cache_is_bounded_even_for_empty_tiles() -> None:
+    from api.cache import ENTRY_OVERHEAD, ByteCache
+
+    off = ByteCache(0)
+    off.put("k", b"")
+    assert off.get("k") is None and off.size == 0  # 0 MB caches nothing, empty tiles included
+    small = ByteCache(10 * (ENTRY_OVERHEAD + 10))
+    for i in range(1000):
+        small.put(f"empty-{i:04d}", b"")
+    assert small.size <= small.max_bytes and small.get("empty-0000") is None
+    assert small.get("empty-0999") == b""  # the most recent are kept
+    small.put("big", b"x" * small.max_bytes)  # larger than the whole cache: not kept
+    assert small.get("big") is None and small.get("empty-0999") == b""

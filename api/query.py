@@ -17,7 +17,7 @@ from fastapi import Request
 
 from api import crs as crs_
 from domain.errors import BadRequest
-from store.features import BNG_AREA, Filter, Layer
+from store.features import Filter, Layer
 
 _FINANCIAL_YEAR = re.compile(r"^(\d{4})-(\d{2})$")
 _INTEGER = re.compile(r"^-?\d{1,19}$")
@@ -205,18 +205,6 @@ def store_filters(layer: Layer, filters: tuple[tuple[str, str], ...]) -> tuple[F
     """The filters as the store takes them (each with its property's type)."""
     types = queryables(layer)
     return tuple(Filter(name, types[name], value) for name, value in filters)
-
-
-def meets_great_britain(bbox: tuple[float, ...]) -> bool:
-    """Whether a lon/lat box meets British National Grid's area of use (where data can be).
-
-    The same test the store makes before it reprojects a box: a box that misses the area is
-    answered empty here, because the store would otherwise reproject corners outside the grid's
-    projection domain (a 500 from PostGIS: "Point outside of projection domain").
-    """
-    minx, miny, maxx, maxy = bbox
-    return (max(minx, BNG_AREA[0]) < min(maxx, BNG_AREA[2])
-            and max(miny, BNG_AREA[1]) < min(maxy, BNG_AREA[3]))
 
 
 def check_tile(z: int, x: int, y: int) -> None:

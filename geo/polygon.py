@@ -53,7 +53,8 @@ def polygon_from_geojson(obj: Any, crs: str | None = None) -> tuple[shapely.Geom
     declared = crs
     member = obj.get("crs")
     if declared is None and isinstance(member, dict):
-        declared = (member.get("properties") or {}).get("name")
+        named = _mapping(member.get("properties")).get("name")
+        declared = None if named is None else str(named)
     name = ""
     geometry: Any = obj
     if obj["type"] == "FeatureCollection":
@@ -65,14 +66,14 @@ def polygon_from_geojson(obj: Any, crs: str | None = None) -> tuple[shapely.Geom
             )
         geometry = features[0]
     if isinstance(geometry, dict) and geometry.get("type") == "Feature":
-        name = str((geometry.get("properties") or {}).get("name") or "")
+        name = str(_mapping(geometry.get("properties")).get("name") or "")
         geometry = geometry.get("geometry")
     if not isinstance(geometry, dict) or geometry.get("type") not in ("Polygon", "MultiPolygon"):
         kind = geometry.get("type") if isinstance(geometry, dict) else type(geometry).__name__
         raise InputError(f"the geometry is a {kind}, not a Polygon or MultiPolygon", _FIX_SHAPE,
                          where="geometry")
     try:
-        shape = shapely.geometry.shape(geometry)
+        shape = shapely.geometry.shape(_flat(geometry))
     except Exception as exc:  # noqa: BLE001 - shapely raises several kinds for bad coordinates
         raise InputError(f"the polygon's coordinates cannot be read ({exc})", _FIX_SHAPE,
                          where="geometry.coordinates") from None
@@ -89,3 +90,29 @@ def polygon_from_geojson(obj: Any, crs: str | None = None) -> tuple[shapely.Geom
                          "draw a polygon with at least three distinct corners",
                          where="geometry.coordinates")
     return fixed[0], name
+
+
+def _mapping(value: Any) -> dict:
+    """A GeoJSON member that should be an object: itself, or {} (``null``, ``true``...)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _flat(obj: Any) -> Any:
+    """The GeoJSON with every position cut to [x, y]: a neighbourhood is a 2D footprint.
+
+    Heights are not stored (the boundary geometry column is 2D, so saving one with heights
+    failed in PostGIS), and they would only shift the reprojection.
+    """
+    if isinstance(obj, dict):
+        return {k: _positions(v) if k == "coordinates" else _flat(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_flat(v) for v in obj]
+    return obj
+
+
+def _positions(value: Any) -> Any:
+    if isinstance(value, list) and value and all(isinstance(v, int | float) for v in value):
+        return value[:2]
+    if isinstance(value, list):
+        return [_positions(v) for v in value]
+    return value  # not coordinates: left for the reader to refuse

@@ -59,7 +59,8 @@ def get_set(conn: Connection, slug: str) -> dict:
     row = find_set(conn, slug)
     if row is None:
         raise NotFound(f"no boundary set {slug!r}",
-                       "load it first (`placespend load boundaries FILE --slug SLUG`)")
+                       "load it first (`placespend load boundaries FILE --slug SLUG`), or see "
+                       "GET /collections for the sets there are", where=slug)
     return row
 
 

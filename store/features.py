@@ -21,9 +21,6 @@ from typing import Any
 from domain.errors import NotFound
 from store.db import Connection
 
-#: British National Grid's area of use (EPSG's, in lon/lat), with a little margin: boxes are
-#: clamped to it before they are reprojected, as a world-sized box would collapse.
-BNG_AREA = (-9.01, 49.75, 2.01, 61.01)
 #: Web Mercator's half-width in metres (tile sizes per zoom).
 _MERCATOR_HALF = 20037508.342789244
 #: Tile extent in MVT units, and the buffer around it (pixels at 256 px a tile: 4).
@@ -63,15 +60,20 @@ _BOUNDARY_PROPERTIES = [
     {"name": "parent_code", "type": "string", "nullable": True,
      "description": "The code of the unit it lies in (a ward's borough), if known"},
 ]
-#: The box a request selects by, in 27700: a lon/lat box clamped to the grid's area of use and
+#: The box a request selects by, in 27700: a lon/lat box clamped to British National Grid's
+#: area of use (EPSG's, with a little margin: -9.01..2.01 E, 49.75..61.01 N) and
 #: densified before reprojecting (its edges stay where they are in lon/lat), or a 27700 box.
+#: Each corner is clamped into the area, so even a box far outside it is a valid envelope
+#: inside the projection's domain (PostgreSQL may fold it while planning, before the WHERE
+#: that drops a box missing the area); such a box selects nothing.
 _ENV = """
 env AS (
     SELECT CASE WHEN %(bbox_srid)s = 27700
                 THEN ST_MakeEnvelope(b[1], b[2], b[3], b[4], 27700)
                 ELSE ST_Transform(ST_Segmentize(ST_MakeEnvelope(
-                       greatest(b[1], -9.01), greatest(b[2], 49.75),
-                       least(b[3], 2.01), least(b[4], 61.01), 4326), 0.05), 27700) END AS g
+                       least(greatest(b[1], -9.01), 2.01), least(greatest(b[2], 49.75), 61.01),
+                       least(greatest(b[3], -9.01), 2.01), least(greatest(b[4], 49.75), 61.01),
+                       4326), 0.05), 27700) END AS g
       FROM (SELECT %(bbox)s::float8[] AS b) x
      WHERE %(bbox)s::float8[] IS NOT NULL
        AND (%(bbox_srid)s = 27700 OR (greatest(b[1], -9.01) < least(b[3], 2.01)

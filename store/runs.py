@@ -57,7 +57,7 @@ def get_run(conn: Connection, run_id: int) -> dict:
     """One run with its totals, its publications and which of them are current."""
     run = conn.execute("SELECT * FROM run WHERE id = %s", (run_id,)).fetchone()
     if run is None:
-        raise NotFound(f"no run {run_id}", "list runs with GET /runs")
+        raise NotFound(f"no run {run_id}", "list runs with GET /runs", where="run")
     run["collections"] = conn.execute(
         "SELECT c.id, s.slug AS target_set, c.allocated_pence, c.outside_pence,"
         " (cur.run_id IS NOT NULL) AS current"

@@ -110,6 +110,9 @@ def test_bbox_in_british_national_grid_and_latitude_first(client: TestClient) ->
     assert 0 < metres["numberMatched"] < 21
     nowhere = client.get(url, params={"bbox": "0,0,10,10", "bbox-crs": EPSG_27700}).json()
     assert nowhere["numberMatched"] == 0
+    for far in ("90,-60,180,0", "-180,-90,-170,-80", "170,80,180,90"):  # outside the grid
+        r = client.get(url, params={"bbox": far})
+        assert r.status_code == 200 and r.json()["numberMatched"] == 0, (far, r.text)
 
 
 def test_collections_say_their_crs_and_storage_crs(client: TestClient) -> None:
@@ -247,8 +250,9 @@ def test_decoded_tiles_carry_each_wards_pence(client: TestClient, demo: RunResul
 def test_tiles_empty_bounds_etag_and_cache(client: TestClient, demo: RunResult,
                                            app) -> None:
     base = f"/collections/{HACKNEY}/tiles/WebMercatorQuad"
-    empty = client.get(f"{base}/12/0/0")
-    assert empty.status_code == 204 and empty.content == b""
+    for path in ("12/0/0", "2/3/2", "0/0/0", "1/1/1"):  # far from, or around, the grid
+        empty = client.get(f"{base}/{path}")
+        assert empty.status_code == 204 and empty.content == b"", (path, empty.text)
     for path, where in (("25/0/0", "path.z"), ("2/4/0", "x"), ("2/0/4", "y"),
                         ("2/-1/0", "path.x"), ("a/0/0", "path.z")):
         r = client.get(f"{base}/{path}")

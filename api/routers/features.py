@@ -34,7 +34,6 @@ from api.query import (
     ItemsQuery,
     financial_year_interval,
     in_time,
-    meets_great_britain,
     parse_bbox,
     parse_datetime,
     parse_filters,
@@ -351,8 +350,7 @@ def _limit_too_large(limit: int, maximum: int) -> RequestValidationError:
 
 
 def _page(conn: ConnDep, layer: store.Layer, q: ItemsQuery, out_crs: crs_.Crs) -> store.Page:
-    far = q.bbox is not None and q.bbox_srid != 27700 and not meets_great_britain(q.bbox)
-    if far or not in_time(layer, q.when):
+    if not in_time(layer, q.when):
         return store.Page("[]", 0, 0, layer.run_id)
     return store.items(
         conn, layer, bbox=q.bbox, bbox_srid=q.bbox_srid, limit=q.limit, offset=q.offset,

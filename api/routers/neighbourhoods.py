@@ -29,7 +29,7 @@ _EXAMPLE = {
 }
 # The GeoJSON shapes the body may take (RFC 7946), for the API description only: the polygon
 # is read by placespend.neighbourhoods, which refuses anything else with a 422 naming the fault.
-# A position is [x, y] or [x, y, height] (heights are dropped: see _flat).
+# A position is [x, y] or [x, y, height] (heights are dropped: see geo.polygon).
 _RINGS = {"type": "array", "minItems": 1, "items": {"type": "array", "minItems": 4, "items": {
     "type": "array", "minItems": 2, "maxItems": 3, "items": {"type": "number"}}}}
 _POLYGON = {"type": "object", "required": ["type", "coordinates"], "properties": {
@@ -61,27 +61,6 @@ CrsParam = Annotated[str | None, Query(
     description="CRS of the coordinates: EPSG:4326 (default) or EPSG:27700",
     examples=["EPSG:27700"], json_schema_extra={"enum": list(CRS_NAMES)},
 )]
-
-
-def _flat(obj: Any) -> Any:
-    """The GeoJSON with every position cut to [x, y]: a neighbourhood is a 2D footprint.
-
-    Heights are not stored (the boundary geometry column is 2D, so saving one with heights
-    failed in PostGIS), and they would only shift the reprojection.
-    """
-    if isinstance(obj, dict):
-        return {k: _positions(v) if k == "coordinates" else _flat(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_flat(v) for v in obj]
-    return obj
-
-
-def _positions(value: Any) -> Any:
-    if isinstance(value, list) and value and all(isinstance(v, int | float) for v in value):
-        return value[:2]
-    if isinstance(value, list):
-        return [_positions(v) for v in value]
-    return value  # not coordinates: left for the reader to refuse
 
 
 def _has_nul(obj: Any) -> bool:
@@ -117,7 +96,7 @@ def neighbourhood_budget(
     area inside (see docs/methods.md).
     """
     check_known(request, frozenset({"run", "crs"}))
-    out = neighbourhoods.budget_of_geojson(conn, _flat(body), crs, run)
+    out = neighbourhoods.budget_of_geojson(conn, body, crs, run)
     base = base_url(request)
     return json_response({
         **out,
@@ -158,7 +137,7 @@ def save_neighbourhood(
     if _has_nul(body):  # PostgreSQL text cannot hold one (the name is stored)
         raise InputError("the body holds a NUL character (\\u0000)",
                          "remove it: no name holds one", where="body")
-    saved = neighbourhoods.save_geojson(conn, set_id, _flat(body), crs, name)
+    saved = neighbourhoods.save_geojson(conn, set_id, body, crs, name)
     base = base_url(request)
     response = json_response({
         **saved,

@@ -31,7 +31,7 @@ from api.http import (
     link,
     not_modified,
 )
-from api.query import MAX_ZOOM, TileQuery, check_tile, meets_great_britain
+from api.query import MAX_ZOOM, TileQuery, check_tile
 from api.routers.features import _ERRORS, _NOT_MODIFIED, JSON, MVT, RunPin
 from store import features as store
 from store.db import pooled
@@ -295,9 +295,7 @@ async def tile(
             found = cache.get(key)
             if found is not None or not_modified(request, key):
                 return key, found
-            near = meets_great_britain(store.tile_bounds(z, x, y, store.MVT_BUFFER
-                                                         / store.MVT_EXTENT))
-            data = store.tile(conn, layer, z, x, y, cap=q.cap) if near else b""
+            data = store.tile(conn, layer, z, x, y, cap=q.cap)
         cache.put(key, data)
         return key, data
 

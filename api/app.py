@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.settings = settings
-    app.state.tile_cache = ByteCache(settings.tile_cache_mb * 1024 * 1024)
+    app.state.cache = ByteCache(settings.cache_mb * 1024 * 1024)
     errors.install(app)
     # Outermost last. HEAD runs as GET through everything (CORS, gzip) and only its body is
     # dropped, so its headers are the GET's; CORS answers preflights; gzip when asked (not

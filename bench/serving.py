@@ -7,7 +7,7 @@ bench.serving`` from the checkout. Writes ``bench/results/serving.json`` (every 
 
 Each layer (the real London 630 wards, the synthetic national 7,000 wards) is published into a
 database of its own, and three servers are started on it, uvicorn with one worker each:
-Placespend (tile cache on), Placespend with ``PLACESPEND_TILE_CACHE_MB=0`` (every tile made
+Placespend (tile cache on), Placespend with ``PLACESPEND_CACHE_MB=0`` (every tile made
 afresh), and tipg on the same published rows (``bench.bench.create_tipg_view``'s view
 ``bench.ward_spend``, and a table copied from it with a GiST index, ``bench.ward_spend_table``,
 tipg as it would be deployed). Measured, each ratio within the same run:
@@ -236,8 +236,8 @@ def start_servers(stack: contextlib.ExitStack, pub: Published) -> dict[str, Serv
 
     env = base_env(pub.url)
     start("placespend", "Placespend (tile cache on)", placespend_argv(free_port()), env)
-    start("placespend_cold", "Placespend (PLACESPEND_TILE_CACHE_MB=0)",
-          placespend_argv(free_port()), env | {"PLACESPEND_TILE_CACHE_MB": "0"})
+    start("placespend_cold", "Placespend (PLACESPEND_CACHE_MB=0)",
+          placespend_argv(free_port()), env | {"PLACESPEND_CACHE_MB": "0"})
     # A diagnosis, not a configuration Placespend ships: its pool's connections with custom
     # plans only (see CUSTOM_PLAN).
     options = f"{env.get('PGOPTIONS', '')} {CUSTOM_PLAN}".strip()

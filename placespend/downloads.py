@@ -75,7 +75,6 @@ def make(conn: Connection, layer: store.Layer, fmt: str, *, srid: int = 4326,
     """
     sources = store.sources(conn, layer)
     count = store.summary(conn, layer)["features"]
-    stem = layer.id + (f"-run-{layer.run_id}" if layer.run_id is not None else "")
     if fmt == "gpkg":
         srid, lat_first = 27700, False
     page = store.items(conn, layer, limit=max(count, 1), srid=srid, lat_first=lat_first,
@@ -98,4 +97,9 @@ def make(conn: Connection, layer: store.Layer, fmt: str, *, srid: int = 4326,
             head["crs"] = crs_member
         text = json.dumps(head)
         body = f'{text[:-1]}, "features": {page.features_json}}}'.encode()
-    return Download(body, MEDIA[fmt], f"{stem}.{fmt}")
+    return Download(body, MEDIA[fmt], filename(layer, fmt))
+
+
+def filename(layer: store.Layer, fmt: str) -> str:
+    """The name to save a download as: the layer, its run, the format."""
+    return layer.id + (f"-run-{layer.run_id}" if layer.run_id is not None else "") + f".{fmt}"

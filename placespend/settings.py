@@ -22,8 +22,10 @@ class Settings(BaseSettings):
     max_tile_features: int = Field(
         default=20_000, description="most features one vector tile holds (the rest dropped)"
     )
-    tile_cache_mb: int = Field(
-        default=256, description="memory for tiles already made (0: make every tile afresh)"
+    cache_mb: int = Field(
+        default=256,
+        description="memory for answers already made that can never change (tiles, pages of "
+        "features, downloads of a run's publication); 0: make every answer afresh",
     )
     dask_scheduler: str | None = Field(
         default=None,

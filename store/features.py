@@ -14,6 +14,7 @@ as Mapbox Vector Tile bytes from ``ST_AsMVT``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from threading import Lock
 from typing import Any
@@ -172,10 +173,10 @@ def get_layer(conn: Connection, layer_id: str, run_id: int | None = None) -> Lay
             _PUBLICATION + " JOIN collection_current cur ON cur.id = c.id"
             " AND cur.run_id = c.run_id WHERE c.id = %s", (layer_id,),
         ).fetchone()
-    else:
-        row = conn.execute(
+    else:  # a publication of a run never changes: asked for by run, it is read once
+        row = _remembered(conn, ("publication", layer_id, run_id), lambda: conn.execute(
             _PUBLICATION + " WHERE c.id = %s AND c.run_id = %s", (layer_id, run_id)
-        ).fetchone()
+        ).fetchone())
     if row is not None:
         return _publication(row)
     if run_id is None:
@@ -187,8 +188,28 @@ def get_layer(conn: Connection, layer_id: str, run_id: int | None = None) -> Lay
     raise _not_found(conn, layer_id, run_id)
 
 
-_SUMMARY_LOCK = Lock()
-_SUMMARIES: dict[tuple, dict] = {}
+_MEMO_LOCK = Lock()
+_MEMO: dict[tuple, Any] = {}
+
+
+def _remembered(conn: Connection, key: tuple, make: Callable[[], Any]) -> Any:
+    """``make()``, worked out once per database and ``key``, for what can never change.
+
+    None is not kept (what is not there yet may be made later: a run published to a new set).
+    """
+    info = conn.info
+    full = (info.host, info.port, info.dbname, *key)
+    with _MEMO_LOCK:
+        if full in _MEMO:
+            return _MEMO[full]
+    value = make()
+    if value is None:
+        return None
+    with _MEMO_LOCK:
+        if len(_MEMO) > 10_000:
+            _MEMO.clear()
+        _MEMO[full] = value
+    return value
 
 
 def summary(conn: Connection, layer: Layer) -> dict:
@@ -197,29 +218,23 @@ def summary(conn: Connection, layer: Layer) -> dict:
     Layers never change under one version (runs are immutable; a boundary set's version moves
     when it gains a unit), so ``/collections`` does not recount every layer on every call.
     """
-    info = conn.info
-    key = (info.host, info.port, info.dbname, layer.id, layer.version)
-    with _SUMMARY_LOCK:
-        if key in _SUMMARIES:
-            return _SUMMARIES[key]
-    row = conn.execute(
-        f"WITH src AS ({_SOURCE[layer.kind]}), e AS (SELECT count(*) AS n,"
-        " ST_SetSRID(ST_Extent(geom), 27700) AS box FROM src)"
-        " SELECT n, ARRAY[ST_XMin(box), ST_YMin(box), ST_XMax(box), ST_YMax(box)] AS bng,"
-        " (SELECT ARRAY[ST_XMin(g), ST_YMin(g), ST_XMax(g), ST_YMax(g)]"
-        "    FROM (SELECT ST_Transform(box, 4326)::box2d AS g) t) AS lonlat FROM e",
-        _params(layer),
-    ).fetchone()
-    out = {
-        "features": int(row["n"]),
-        "bbox": [float(v) for v in row["lonlat"]] if row["n"] else None,
-        "bbox_27700": [float(v) for v in row["bng"]] if row["n"] else None,
-    }
-    with _SUMMARY_LOCK:
-        if len(_SUMMARIES) > 10_000:
-            _SUMMARIES.clear()
-        _SUMMARIES[key] = out
-    return out
+
+    def count() -> dict:
+        row = conn.execute(
+            f"WITH src AS ({_SOURCE[layer.kind]}), e AS (SELECT count(*) AS n,"
+            " ST_SetSRID(ST_Extent(geom), 27700) AS box FROM src)"
+            " SELECT n, ARRAY[ST_XMin(box), ST_YMin(box), ST_XMax(box), ST_YMax(box)] AS bng,"
+            " (SELECT ARRAY[ST_XMin(g), ST_YMin(g), ST_XMax(g), ST_YMax(g)]"
+            "    FROM (SELECT ST_Transform(box, 4326)::box2d AS g) t) AS lonlat FROM e",
+            _params(layer),
+        ).fetchone()
+        return {
+            "features": int(row["n"]),
+            "bbox": [float(v) for v in row["lonlat"]] if row["n"] else None,
+            "bbox_27700": [float(v) for v in row["bng"]] if row["n"] else None,
+        }
+
+    return _remembered(conn, ("summary", layer.id, layer.version), count)
 
 
 def _not_found(conn: Connection, layer_id: str, run_id: int | None) -> NotFound:

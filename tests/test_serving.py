@@ -269,10 +269,10 @@ def test_tiles_empty_bounds_etag_and_cache(client: TestClient, demo: RunResult,
     again = client.get(url, params={"run": demo.run_id},
                        headers={"If-None-Match": pinned.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
-    hits = app.state.tile_cache.hits
+    hits = app.state.cache.hits
     plain = client.get(url, params={"run": demo.run_id}, headers={"Accept-Encoding": "identity"})
     assert plain.content == pinned.content and "content-encoding" not in plain.headers
-    assert app.state.tile_cache.hits == hits + 1  # from memory, no database
+    assert app.state.cache.hits == hits + 1  # from memory, no database
     zipped = client.get(url, params={"run": demo.run_id}, headers={"Accept-Encoding": "gzip"})
     assert zipped.headers.get("content-encoding") == "gzip"
     vary = [v.strip() for v in zipped.headers["vary"].split(",")]
@@ -282,10 +282,10 @@ def test_tiles_empty_bounds_etag_and_cache(client: TestClient, demo: RunResult,
     # a client holding a tile this server never made gets a 304 without it being made
     q = TileQuery(z=14, x=8188, y=5447, cap=app.state.settings.max_tile_features)
     tag = etag(HACKNEY, f"run:{demo.run_id}", "tile", q)
-    assert app.state.tile_cache.get(tag) is None
+    assert app.state.cache.get(tag) is None
     r = client.get(f"{base}/14/8188/5447", headers={"If-None-Match": tag})
     assert r.status_code == 304 and r.headers["etag"] == tag
-    assert app.state.tile_cache.get(tag) is None  # not rendered, not stored
+    assert app.state.cache.get(tag) is None  # not rendered, not stored
 
 
 def test_boundary_set_tiles(client: TestClient) -> None:
@@ -344,3 +344,20 @@ def test_the_byte_cache_is_bounded_even_for_empty_tiles() -> None:
     assert small.get("empty-0999") == b""  # the most recent are kept
     small.put("big", b"x" * small.max_bytes)  # larger than the whole cache: not kept
     assert small.get("big") is None and small.get("empty-0999") == b""
+
+
+def test_pages_and_downloads_are_kept_per_address(client: TestClient, app,
+                                                  demo: RunResult) -> None:
+    url = f"/collections/{HACKNEY}/items?limit=3&run={demo.run_id}"
+    first = client.get(url)
+    hits = app.state.cache.hits
+    again = client.get(url)
+    assert again.content == first.content and app.state.cache.hits == hits + 1
+    # the links name the address asked for: another host name is another kept answer
+    other = client.get(url, headers={"Host": "maps.example"})
+    assert other.headers["etag"] == first.headers["etag"]
+    assert "http://maps.example/" in other.text and "testserver" not in other.text
+    gpkg = f"/collections/{HACKNEY}/download?f=gpkg"
+    made = client.get(gpkg).content
+    hits = app.state.cache.hits
+    assert client.get(gpkg).content == made and app.state.cache.hits == hits + 1

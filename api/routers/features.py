@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -349,6 +350,20 @@ def _limit_too_large(limit: int, maximum: int) -> RequestValidationError:
     }])
 
 
+def remembered(request: Request, key: str, make: Callable[[], bytes]) -> bytes:
+    """The answer kept in the app's byte cache under ``key``, made (and kept) if not there.
+
+    For answers that can never change under their key: a layer's id and version (a run, or
+    what a boundary set holds) and the parameter object are in every key.
+    """
+    cache = request.app.state.cache
+    body = cache.get(key)
+    if body is None:
+        body = make()
+        cache.put(key, body)
+    return body
+
+
 def _page(conn: ConnDep, layer: store.Layer, q: ItemsQuery, out_crs: crs_.Crs) -> store.Page:
     if not in_time(layer, q.when):
         return store.Page("[]", 0, 0, layer.run_id)
@@ -435,45 +450,49 @@ def items(
     pinned = run is not None
     if not_modified(request, tag):
         return cached(request, tag, "", media, pinned=pinned, headers=headers)
-    page = _page(conn, layer, q, out_crs)
+    media = {"json": GEOJSON, "html": "text/html; charset=utf-8",
+             "csv": "text/csv; charset=utf-8"}[fmt]
 
-    base = base_url(request)
-    here = request.url
-    pin = f"?run={layer.run_id}" if pinned else ""
-    links = [
-        link(str(here), "self", media, "This page"),
-        link(f"{base}/collections/{collectionId}{pin}", "collection", JSON, "The collection"),
-    ]
-    if offset + page.number_returned < page.number_matched:
-        links.append(link(str(here.include_query_params(offset=offset + limit)), "next",
-                          media, "Next page"))
-    if offset > 0:
-        links.append(link(str(here.include_query_params(offset=max(0, offset - limit))),
-                          "prev", media, "Previous page"))
-    head_doc = {
-        "type": "FeatureCollection",
-        "numberMatched": page.number_matched,
-        "numberReturned": page.number_returned,
-        "timeStamp": _now(),
-        "run": layer.run_id,
-        "links": links,
-    }
-    member = crs_.geojson_member(out_crs)
-    if member:
-        head_doc["crs"] = member
-    if fmt == "csv":
-        body = downloads.csv_text(layer, json.loads(page.features_json),
-                                  store.sources(conn, layer))
-        return cached(request, tag, body, "text/csv; charset=utf-8", pinned=pinned,
-                      headers=headers)
-    if fmt == "html":
-        columns = [p["name"] for p in layer.properties][:8]
-        body = formats.items_html(layer.title, head_doc, page.features_json, columns)
-        return cached(request, tag, body, "text/html; charset=utf-8", pinned=pinned,
-                      headers=headers)
-    head = json.dumps(head_doc)
-    body = f'{head[:-1]}, "features": {page.features_json}}}'
-    return cached(request, tag, body, GEOJSON, pinned=pinned, headers=headers)
+    def make() -> bytes:
+        page = _page(conn, layer, q, out_crs)
+        base = base_url(request)
+        here = request.url
+        pin = f"?run={layer.run_id}" if pinned else ""
+        links = [
+            link(str(here), "self", media, "This page"),
+            link(f"{base}/collections/{collectionId}{pin}", "collection", JSON,
+                 "The collection"),
+        ]
+        if offset + page.number_returned < page.number_matched:
+            links.append(link(str(here.include_query_params(offset=offset + limit)), "next",
+                              media, "Next page"))
+        if offset > 0:
+            links.append(link(str(here.include_query_params(offset=max(0, offset - limit))),
+                              "prev", media, "Previous page"))
+        head_doc = {
+            "type": "FeatureCollection",
+            "numberMatched": page.number_matched,
+            "numberReturned": page.number_returned,
+            "timeStamp": _now(),
+            "run": layer.run_id,
+            "links": links,
+        }
+        member = crs_.geojson_member(out_crs)
+        if member:
+            head_doc["crs"] = member
+        if fmt == "csv":
+            return downloads.csv_text(layer, json.loads(page.features_json),
+                                      store.sources(conn, layer)).encode()
+        if fmt == "html":
+            columns = [p["name"] for p in layer.properties][:8]
+            return formats.items_html(layer.title, head_doc, page.features_json,
+                                      columns).encode()
+        head = json.dumps(head_doc)
+        return f'{head[:-1]}, "features": {page.features_json}}}'.encode()
+
+    # the links name the address asked for, so the kept answer is per address too
+    body = remembered(request, f"{tag} {request.url}", make)
+    return cached(request, tag, body, media, pinned=pinned, headers=headers)
 
 
 @router.get(
@@ -568,10 +587,11 @@ def download(
     if not_modified(request, tag):
         return cached(request, tag, "", downloads.MEDIA[f], pinned=run is not None,
                       headers=headers)
-    file = downloads.make(conn, layer, f, srid=out_crs.srid, lat_first=out_crs.lat_first,
-                          crs_member=crs_.geojson_member(out_crs))
-    headers["Content-Disposition"] = f'attachment; filename="{file.filename}"'
-    return cached(request, tag, file.body, file.media_type, pinned=run is not None,
+    body = remembered(request, tag, lambda: downloads.make(
+        conn, layer, f, srid=out_crs.srid, lat_first=out_crs.lat_first,
+        crs_member=crs_.geojson_member(out_crs)).body)
+    headers["Content-Disposition"] = f'attachment; filename="{downloads.filename(layer, f)}"'
+    return cached(request, tag, body, downloads.MEDIA[f], pinned=run is not None,
                   headers=headers)
 
 

@@ -226,9 +226,9 @@ class WarmTiles:
                 if z <= MAX_ZOOM and x < 2 ** z and y < 2 ** z and int(pin.group(1)) < 2 ** 31:
                     q = TileQuery(z=z, x=x, y=y, cap=app.state.settings.max_tile_features)
                     tag = pinned_tag(found.group(1), int(pin.group(1)), q)
-                    body = app.state.tile_cache.get(tag)
+                    body = app.state.cache.get(tag)
                     if body is not None:
-                        response = _tile_response(Request(scope), app.state.tile_cache, tag,
+                        response = _tile_response(Request(scope), app.state.cache, tag,
                                                   body, True)
                         await response(scope, receive, send)
                         return
@@ -279,7 +279,7 @@ async def tile(
     check_known(request, frozenset({"run"}))
     check_tile(z, x, y)
     settings = request.app.state.settings
-    cache = request.app.state.tile_cache
+    cache = request.app.state.cache
     q = TileQuery(z=z, x=x, y=y, cap=settings.max_tile_features)
     if run is not None:  # a pinned publication: its key is known without the database
         tag = pinned_tag(collectionId, run, q)

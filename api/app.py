@@ -11,7 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import errors
+from api import errors, openapi
 from api.cache import ByteCache
 from api.routers import crosswalks, features, map_page, neighbourhoods, runs, tiles, uploads
 from placespend import __version__
@@ -67,25 +67,6 @@ class ServerTiming:
         await self.app(scope, receive, timed)
 
 
-def _openapi(app: FastAPI) -> dict:
-    """FastAPI's OpenAPI document, with ``limit`` of /items as a shared component.
-
-    QGIS (3.22) learns a server's page size only from ``components.parameters.limit``
-    (``schema.default`` and ``schema.maximum``); with ``limit`` inline it pages by 100.
-    """
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = FastAPI.openapi(app)
-    op = schema["paths"].get("/collections/{collectionId}/items", {}).get("get")
-    if op:
-        for i, param in enumerate(op.get("parameters", [])):
-            if param.get("name") == "limit" and param.get("in") == "query":
-                schema.setdefault("components", {}).setdefault("parameters", {})["limit"] = param
-                op["parameters"][i] = {"$ref": "#/components/parameters/limit"}
-    app.openapi_schema = schema
-    return schema
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. ``settings.database_url`` must point at a migrated PostGIS."""
     settings = settings or Settings()
@@ -116,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/api.html",
         redoc_url=None,
     )
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: openapi.document(app)  # type: ignore[method-assign]
     app.state.settings = settings
     app.state.cache = ByteCache(settings.cache_mb * 1024 * 1024)
     errors.install(app)

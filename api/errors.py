@@ -79,45 +79,9 @@ def _template_pattern(template: str) -> str:
     return "^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]*)", re.escape(template)) + "$"
 
 
-def _document_errors(app: FastAPI) -> None:
-    """Describe the errors the server sends: 400 in the one shape, not FastAPI's 422.
-
-    Invalid parameters are answered 400 (:func:`install`'s handler), so the 422 "Validation
-    Error" FastAPI documents on every operation with parameters is never sent; an operation's
-    own 422 (a refused polygon or file) stays.
-    """
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        doc = build()
-        ref = {"$ref": "#/components/schemas/Error"}
-        for item in doc.get("paths", {}).values():
-            for operation in item.values():
-                responses = operation.get("responses", {})
-                auto = responses.get("422", {}).get("description") == "Validation Error"
-                if auto:
-                    del responses["422"]
-                if auto or operation.get("parameters") or operation.get("requestBody"):
-                    responses.setdefault("400", {"description": "A parameter is malformed"})
-                for status, response in responses.items():
-                    if status[0] in "45":  # every error body is the one shape, in JSON
-                        response["content"] = {"application/json": {"schema": ref}}
-        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-        schemas.pop("HTTPValidationError", None)
-        schemas.pop("ValidationError", None)
-        schemas["Error"] = ERROR_SCHEMA
-        app.openapi_schema = doc
-        return doc
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
 def install(app: FastAPI) -> None:
-    """Register the handlers on ``app``, and describe the errors in its OpenAPI document."""
+    """Register the handlers on ``app`` (its OpenAPI document describes them: api.openapi)."""
     app.add_middleware(RefuseNul)
-    _document_errors(app)
 
     @app.exception_handler(PlacespendError)
     async def domain_error(request: Request, exc: PlacespendError) -> JSONResponse:

@@ -33,6 +33,7 @@ from api.http import (
 )
 from api.query import MAX_ZOOM, TileQuery, check_tile
 from api.routers.features import _ERRORS, _NOT_MODIFIED, JSON, MVT, RunPin
+from placespend.downloads import attribution_text
 from store import features as store
 from store.db import pooled
 
@@ -49,11 +50,6 @@ _TMS_PATH = Annotated[str, Path(description="The tile matrix set: WebMercatorQua
                                 pattern="^WebMercatorQuad$")]
 
 
-def _tms_check(tms: str) -> None:
-    if tms != TMS:  # the path pattern refuses it first; kept for direct calls
-        raise ValueError(tms)
-
-
 @router.get("/tileMatrixSets", summary="Tiling schemes")
 def tile_matrix_sets(request: Request) -> Response:
     """The one tiling scheme tiles are served in: WebMercatorQuad."""
@@ -68,7 +64,6 @@ def tile_matrix_sets(request: Request) -> Response:
             responses=_ERRORS)
 def tile_matrix_set(tileMatrixSetId: _TMS_PATH) -> Response:  # noqa: N803
     """The WebMercatorQuad tile matrix set (OGC 2D TileMatrixSet), zoom 0 to MAX_ZOOM."""
-    _tms_check(tileMatrixSetId)
     matrices = []
     for z in range(MAX_ZOOM + 1):
         n = 2 ** z
@@ -126,7 +121,6 @@ def tileset(request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
             tileMatrixSetId: _TMS_PATH, run: RunPin = None) -> Response:  # noqa: N803
     """The tileset: its tiling scheme, the tile address template, its layer and properties."""
     check_known(request, frozenset({"run"}))
-    _tms_check(tileMatrixSetId)
     layer = store.get_layer(conn, collectionId, run)
     extent = store.summary(conn, layer)
     base = base_url(request)
@@ -158,9 +152,6 @@ def tilejson(request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
              tileMatrixSetId: _TMS_PATH, run: RunPin = None) -> Response:  # noqa: N803
     """TileJSON for MapLibre, Leaflet or QGIS: the tile URL pinned to the run it serves."""
     check_known(request, frozenset({"run"}))
-    from placespend.downloads import attribution_text
-
-    _tms_check(tileMatrixSetId)
     layer = store.get_layer(conn, collectionId, run)
     extent = store.summary(conn, layer)
     bounds = extent["bbox"] or [-180.0, -85.0511, 180.0, 85.0511]

@@ -12,7 +12,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors, openapi
-from api.cache import ByteCache
+from api.cache import ByteCache, WarmAnswers
 from api.routers import crosswalks, features, map_page, neighbourhoods, runs, tiles, uploads
 from placespend import __version__
 from placespend.settings import Settings
@@ -103,9 +103,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     # Outermost last. HEAD runs as GET through everything (CORS, gzip) and only its body is
     # dropped, so its headers are the GET's; CORS answers preflights; gzip when asked (not
-    # already-encoded bodies); the timing of everything inside; warm run-pinned tiles answered
-    # before routing.
-    app.add_middleware(tiles.WarmTiles)
+    # already-encoded bodies); the timing of everything inside; answers to run-pinned requests
+    # already made sent before routing.
+    app.add_middleware(WarmAnswers)
     app.add_middleware(ServerTiming)
     app.add_middleware(GZipMiddleware, minimum_size=1000, compresslevel=6)
     app.add_middleware(

@@ -6,19 +6,23 @@ bench.serving`` from the checkout. Writes ``bench/results/serving.json`` (every 
 ``bench/results/serving.md`` (the tables). See bench/README.md.
 
 Each layer (the real London 630 wards, the synthetic national 7,000 wards) is published into a
-database of its own, and three servers are started on it, uvicorn with one worker each:
-Placespend (tile cache on), Placespend with ``PLACESPEND_CACHE_MB=0`` (every tile made
+database of its own, and three servers are started on it, uvicorn with one worker each (uvloop
+and httptools, which uvicorn picks when installed): Placespend (its byte cache on, the default
+``PLACESPEND_CACHE_MB``), Placespend with ``PLACESPEND_CACHE_MB=0`` (every answer made
 afresh), and tipg on the same published rows (``bench.bench.create_tipg_view``'s view
 ``bench.ward_spend``, and a table copied from it with a GiST index, ``bench.ward_spend_table``,
-tipg as it would be deployed). Measured, each ratio within the same run:
+tipg as it would be deployed; tipg keeps no answers). Measured, each ratio within the same run:
 
 1. warm tiles: req/s at 8 connections on a fixed list of tiles over the layer (a few zooms),
    each tile already requested once; Placespend's run-pinned TileJSON address against tipg's;
-2. cold tiles: Placespend with no tile cache against PostGIS alone running the same
+2. cold tiles: Placespend with no cache against PostGIS alone running the same
    ``store.features.tile_query``, tile by tile, interleaved (sequential, and 2 connections);
-3. ``/items?limit=100&bbox=...`` on small boxes: req/s at 8 connections, Placespend vs tipg;
-4. (national) all 7,000 wards as one GeoJSON page against ``store.features.items`` alone (the
-   ``json_agg`` query that builds the same features), median of a few interleaved repeats.
+3. ``/items?limit=100&bbox=...`` on small boxes: req/s at 8 connections, Placespend's
+   run-pinned addresses (``&run=N``), each already requested once, against tipg; beside them
+   the unpinned addresses (warm too) and the pinned ones on the no-cache server;
+4. (national) all 7,000 wards as one GeoJSON page on the no-cache server against
+   ``store.features.items`` alone (the ``json_agg`` query that builds the same features),
+   median of a few interleaved repeats; the cached page beside it.
 
 The load generator is ``wrk`` (C, one thread, a separate process) where installed, else a
 Python client (threads, ``http.client``) in this process; the Python client also runs the
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import importlib.metadata
 import json
 import math
 import os
@@ -87,10 +92,6 @@ TARGETS = {
     "all_features": "<= 1.2x json_agg alone",
 }
 LABELS = {"london": "London (630 real wards)", "national": "national (7,000 synthetic wards)"}
-#: psycopg prepares a statement run 5 times on a connection, and PostgreSQL then tries its
-#: generic plan; for the /items query that plan is many times slower than the custom one.
-#: A third Placespend server runs with this in PGOPTIONS to measure by how much.
-CUSTOM_PLAN = "-c plan_cache_mode=force_custom_plan"
 #: What a browser sends: a map in one gets every tile compressed, cached or not.
 GZIP = {"Accept-Encoding": "gzip, deflate, br"}
 
@@ -222,7 +223,7 @@ def base_env(url: str) -> dict[str, str]:
 
 
 def start_servers(stack: contextlib.ExitStack, pub: Published) -> dict[str, Server]:
-    """Placespend (tile cache on), Placespend (tile cache 0) and tipg, on ``pub``'s database."""
+    """Placespend (cache on), Placespend (cache 0) and tipg, on ``pub``'s database."""
     servers: dict[str, Server] = {}
 
     def start(key: str, label: str, argv: list[str], env: dict[str, str]) -> None:
@@ -235,14 +236,10 @@ def start_servers(stack: contextlib.ExitStack, pub: Published) -> dict[str, Serv
         servers[key] = Server(label, base, proc)
 
     env = base_env(pub.url)
-    start("placespend", "Placespend (tile cache on)", placespend_argv(free_port()), env)
+    start("placespend", "Placespend (cache on, the default PLACESPEND_CACHE_MB)",
+          placespend_argv(free_port()), env)
     start("placespend_cold", "Placespend (PLACESPEND_CACHE_MB=0)",
           placespend_argv(free_port()), env | {"PLACESPEND_CACHE_MB": "0"})
-    # A diagnosis, not a configuration Placespend ships: its pool's connections with custom
-    # plans only (see CUSTOM_PLAN).
-    options = f"{env.get('PGOPTIONS', '')} {CUSTOM_PLAN}".strip()
-    start("placespend_custom_plan", f"Placespend (PGOPTIONS='{CUSTOM_PLAN}')",
-          placespend_argv(free_port()), env | {"PGOPTIONS": options})
     tenv = env | {"TIPG_DB_SCHEMAS": '["bench"]',
                   "TIPG_DB_TABLES": json.dumps([TIPG_VIEW, TIPG_TABLE]),
                   "TIPG_MAX_FEATURES_PER_QUERY": "10000"}
@@ -266,6 +263,12 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (from /proc/PID/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def http_stack(pid: int) -> dict[str, bool]:
+    """Whether uvloop and httptools are loaded in a server process (its /proc/PID/maps)."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return {name: f"/{name}/" in maps for name in ("uvloop", "httptools")}
 
 
 def rss_bytes(pid: int) -> int:
@@ -625,7 +628,7 @@ def tiles_section(pub: Published, servers: dict[str, Server], args: argparse.Nam
 
 def cold_tiles(pub: Published, server: Server, tiles: list[tuple[int, int, int]],
                template: str, query: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Placespend without its tile cache against PostGIS alone on the same (non-empty) tiles.
+    """Placespend without its cache against PostGIS alone on the same (non-empty) tiles.
 
     Sequential: tile by tile, the two in turn (which goes first alternates), ``--repeats``
     passes. Two connections: two threads each, the two methods in turn per pass.
@@ -639,7 +642,7 @@ def cold_tiles(pub: Published, server: Server, tiles: list[tuple[int, int, int]]
     paths = [template.replace("{z}", str(z)).replace("{x}", str(x)).replace("{y}", str(y))
              + query for z, x, y in tiles]
     say(f"{pub.name}: cold tiles, {len(tiles)} non-empty tiles x {args.repeats} passes, "
-        "Placespend (no tile cache) and PostGIS alone in turn")
+        "Placespend (no cache) and PostGIS alone in turn")
     out: dict[str, Any] = {"tiles": len(tiles), "passes": args.repeats, "settle": settle()}
     with connect(pub.url) as conn:
         layer = features.get_layer(conn, pub.collection)
@@ -779,48 +782,78 @@ def small_boxes(pub: Published, n: int, seed: int) -> tuple[list[str], float]:
     return out, side
 
 
+#: The /items rates in the order each round runs them: (key, server, addresses). The target is
+#: the first against the second; the no-cache server is asked for the pinned addresses too, so
+#: that the cache is all that differs from the target's figure.
+ITEMS_RUNS = (("placespend_pinned", "placespend", "pinned"), ("tipg_table", "tipg", "table"),
+              ("placespend_unpinned", "placespend", "unpinned"),
+              ("placespend_cold", "placespend_cold", "pinned"))
+
+
+def feature_ids(doc: dict[str, Any]) -> list[str]:
+    return sorted(str(f["id"]) for f in doc["features"])
+
+
 def items_section(pub: Published, servers: dict[str, Server], args: argparse.Namespace
                   ) -> dict[str, Any]:
-    """Target 3: ``/items?limit=100&bbox=...`` req/s at 8 connections, Placespend vs tipg."""
-    ps, tipg = servers["placespend"], servers["tipg"]
+    """Target 3: ``/items?limit=100&bbox=...`` req/s at 8 connections, Placespend vs tipg.
+
+    Placespend's figure is on its run-pinned addresses (``&run=N``, the citable address the
+    collection's pinned links hand out), each asked for once first, so every page is in its
+    byte cache; beside it the unpinned addresses (kept too, per address, but the collection's
+    current run is looked up in the database on every request) and the pinned addresses on the
+    no-cache server (every page made afresh). tipg keeps nothing: every request is a query.
+    """
     boxes, side = small_boxes(pub, args.boxes, args.seed)
-    ps_items = [f"/collections/{pub.collection}/items?limit=100&bbox={b}" for b in boxes]
+    items = f"/collections/{pub.collection}/items?limit=100&bbox="
     paths = {
-        "placespend": ps_items, "placespend_custom_plan": ps_items,
-        "tipg_table": [f"/collections/{TIPG_TABLE}/items?limit=100&bbox={b}" for b in boxes],
-        "tipg_view": [f"/collections/{TIPG_VIEW}/items?limit=100&bbox={b}" for b in boxes],
+        "pinned": [f"{items}{b}&run={pub.run_id}" for b in boxes],
+        "unpinned": [f"{items}{b}" for b in boxes],
+        "table": [f"/collections/{TIPG_TABLE}/items?limit=100&bbox={b}" for b in boxes],
+        "view": [f"/collections/{TIPG_VIEW}/items?limit=100&bbox={b}" for b in boxes],
     }
-    out: dict[str, Any] = {"boxes": len(boxes), "box_side_degrees": side, "box_list": boxes}
-    say(f"{pub.name}: items, {len(boxes)} small boxes ({side:.4f} degrees a side)")
-    counts: dict[str, list[int]] = {}
+    out: dict[str, Any] = {"boxes": len(boxes), "box_side_degrees": side, "box_list": boxes,
+                           "first_address": {k: v[0] for k, v in paths.items()}}
+    say(f"{pub.name}: items, {len(boxes)} small boxes ({side:.4f} degrees a side); each "
+        "address once (Placespend keeps every page it makes)")
+    # Each address once, one connection: this pass is what puts the pages in the cache.
+    docs: dict[str, list[dict[str, Any]]] = {}
     sizes: dict[str, list[int]] = {}
-    for key, server in (("placespend", ps), ("tipg_table", tipg)):
-        one = OneConnection(server.base)
-        counts[key], sizes[key] = [], []
-        for path in paths[key]:
+    for key, server, which in ITEMS_RUNS:
+        one = OneConnection(servers[server].base)
+        docs[key], sizes[key] = [], []
+        for path in paths[which]:
             _, status, body, _ = one.get(path)
             if status != 200:
                 raise RuntimeError(f"{path} answered {status}: {body[:300]!r}")
-            doc = json.loads(body)
-            counts[key].append(len(doc["features"]))
+            docs[key].append(json.loads(body))
             sizes[key].append(len(body))
         one.close()
-    out["features_per_box"] = {k: {"median": statistics.median(v), "min": min(v),
-                                   "max": max(v)} for k, v in counts.items()}
+    ps, tp = docs["placespend_pinned"], docs["tipg_table"]
+    counts = {k: [len(d["features"]) for d in v] for k, v in docs.items()}
+    out["features_per_box"] = {k: {"median": statistics.median(n), "min": min(n),
+                                   "max": max(n)} for k, n in counts.items()}
     out["boxes_with_same_count"] = sum(
-        a == b for a, b in zip(counts["placespend"], counts["tipg_table"], strict=True))
+        len(a["features"]) == len(b["features"]) for a, b in zip(ps, tp, strict=True))
+    out["boxes_with_same_features"] = sum(
+        feature_ids(a) == feature_ids(b) for a, b in zip(ps, tp, strict=True))
+    out["boxes_with_same_number_matched"] = sum(
+        a.get("numberMatched") == b.get("numberMatched") for a, b in zip(ps, tp, strict=True))
+    # The kept pages are the pages made afresh: the same features from all three.
+    out["boxes_placespend_pages_agree"] = sum(
+        a["features"] == b["features"] == c["features"] for a, b, c in
+        zip(ps, docs["placespend_unpinned"], docs["placespend_cold"], strict=True))
     out["response_bytes_median"] = {k: statistics.median(v) for k, v in sizes.items()}
-    runs: dict[str, list[dict]] = {"placespend": [], "tipg_table": [],
-                                   "placespend_custom_plan": []}
+    del docs
+    runs: dict[str, list[dict]] = {key: [] for key, _, _ in ITEMS_RUNS}
     for r in range(args.rounds):
-        for key, server in (("placespend", ps), ("tipg_table", tipg),
-                            ("placespend_custom_plan", servers["placespend_custom_plan"])):
-            got = rate(server, paths[key], args)
+        for key, server, which in ITEMS_RUNS:
+            got = rate(servers[server], paths[which], args)
             runs[key].append(got)
             say(f"  items round {r + 1}/{args.rounds} {key}: {got['req_per_s']:,.1f} req/s "
                 f"(p50 {got['p50_ms']:.1f} ms, server CPU {got['server_cpu_share']:.0%})")
     if use_view(pub, args):
-        got = rate(tipg, paths["tipg_view"], args)
+        got = rate(servers["tipg"], paths["view"], args)
         runs["tipg_view"] = [got]
         say(f"  items tipg on the view: {got['req_per_s']:,.1f} req/s")
     out["runs"] = runs
@@ -829,8 +862,9 @@ def items_section(pub: Published, servers: dict[str, Server], args: argparse.Nam
     say(f"{pub.name}: items, bench.bench.load_test (httpx) on the first box, both servers")
     n = 10 if args.quick else 40
     out["httpx_load_test_first_box"] = {
-        key: load_test(server.base + paths[key][0], n, args.connections, max(2, n // 8))
-        for key, server in (("placespend", ps), ("tipg_table", tipg))}
+        key: load_test(servers[server].base + paths[which][0], n, args.connections,
+                       max(2, n // 8))
+        for key, server, which in ITEMS_RUNS[:2]}
     return out
 
 
@@ -839,25 +873,37 @@ def items_section(pub: Published, servers: dict[str, Server], args: argparse.Nam
 
 def all_features_section(pub: Published, servers: dict[str, Server], args: argparse.Namespace
                          ) -> dict[str, Any]:
-    """Target 4: every ward in one GeoJSON page against ``store.features.items`` alone."""
+    """Target 4: every ward in one GeoJSON page against ``store.features.items`` alone.
+
+    On the no-cache server, where every request makes the page: with the cache on, a repeat is
+    the kept bytes, which says nothing of making it. That cached page is timed beside it.
+    """
     from store import features
     from store.db import connect
 
     limit = pub.features
     path = f"/collections/{pub.collection}/items?limit={limit}"
     say(f"{pub.name}: all {limit:,} features as GeoJSON, {args.all_repeats} repeats, "
-        "Placespend and store.features.items alone in turn")
+        "Placespend (no cache; and cached) and store.features.items alone in turn")
     sql_s: list[float] = []
-    times: dict[str, list[float]] = {"placespend": [], "placespend_server_timing": [],
-                                     "placespend_custom_plan": []}
+    times: dict[str, list[float]] = {"placespend_cold": [], "placespend_cold_server_timing": [],
+                                     "placespend_warm": [], "placespend_warm_server_timing": []}
     out: dict[str, Any] = {"features": limit, "path": path, "settle": settle()}
+
+    def fetch(client: OneConnection, key: str) -> None:
+        took, status, _, app = client.get(path)
+        if status != 200:
+            raise RuntimeError(f"{path} answered {status}")
+        times[key].append(took)
+        times[f"{key}_server_timing"].append(app if app is not None else float("nan"))
+
     with connect(pub.url) as conn:
         layer = features.get_layer(conn, pub.collection)
-        client = OneConnection(servers["placespend"].base)
-        custom = OneConnection(servers["placespend_custom_plan"].base)
-        page = features.items(conn, layer, limit=limit)  # untimed: caches warm
-        custom.get(path)
-        _, status, body, _ = client.get(path)
+        cold = OneConnection(servers["placespend_cold"].base)
+        warm = OneConnection(servers["placespend"].base)
+        page = features.items(conn, layer, limit=limit)  # untimed: the database's caches warm
+        warm.get(path)  # untimed: the page made and kept
+        _, status, body, _ = cold.get(path)
         if status != 200:
             raise RuntimeError(f"{path} answered {status}: {body[:300]!r}")
         doc = json.loads(body)
@@ -869,25 +915,20 @@ def all_features_section(pub: Published, servers: dict[str, Server], args: argpa
                                                    separators=(",", ":")))
         del doc, body
         for rep in range(args.all_repeats):
-            order = ["sql", "http", "custom"]
+            order = ["sql", "cold", "warm"]
             for who in order[rep % 3:] + order[:rep % 3]:
                 if who == "sql":
                     s = time.perf_counter()
                     page = features.items(conn, layer, limit=limit)
                     sql_s.append(time.perf_counter() - s)
-                elif who == "http":
-                    took, status, _, app = client.get(path)
-                    times["placespend"].append(took)
-                    times["placespend_server_timing"].append(
-                        app if app is not None else float("nan"))
                 else:
-                    times["placespend_custom_plan"].append(custom.get(path)[0])
+                    fetch(cold if who == "cold" else warm, f"placespend_{who}")
             say(f"  repeat {rep + 1}/{args.all_repeats}: json_agg alone {sql_s[-1]:.2f} s, "
-                f"Placespend {times['placespend'][-1]:.2f} s (server's own "
-                f"{times['placespend_server_timing'][-1]:.2f} s; with custom plans "
-                f"{times['placespend_custom_plan'][-1]:.2f} s)")
-        client.close()
-        custom.close()
+                f"Placespend without cache {times['placespend_cold'][-1]:.2f} s (server's own "
+                f"{times['placespend_cold_server_timing'][-1]:.2f} s), cached "
+                f"{times['placespend_warm'][-1]:.3f} s")
+        cold.close()
+        warm.close()
     out |= {"json_agg_s": sql_s, **{f"{k}_s": v for k, v in times.items()},
             "median_s": {"json_agg": statistics.median(sql_s),
                          **{k: statistics.median(v) for k, v in times.items()}}}
@@ -937,6 +978,7 @@ def bench_layer(name: str, args: argparse.Namespace, versions: dict[str, str]
                 out[key] = {"error": f"{type(exc).__name__}: {exc}"}
                 traceback.print_exc()
         out["server_rss_bytes_at_end"] = {k: rss_bytes(s.pid) for k, s in servers.items()}
+        out["server_http_stack"] = {k: http_stack(s.pid) for k, s in servers.items()}
     return out
 
 
@@ -983,7 +1025,7 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
             by_pass = c["mean_ms_per_tile_by_pass"]
             add(layer, "cold_tiles",
                 f"cold tiles: mean ms per tile, sequential, {t['cold']['tiles']} non-empty "
-                "tiles (tile cache 0)", c["mean_ms_per_tile"]["placespend"],
+                "tiles (cache 0)", c["mean_ms_per_tile"]["placespend"],
                 c["mean_ms_per_tile"]["postgis"], "PostGIS alone (same tile_query)", "ms", False,
                 1.25, pairs=list(zip(by_pass["placespend"], by_pass["postgis"], strict=True)))
         i = lay.get("items", {})
@@ -992,11 +1034,12 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         elif i:
             m = i["median_req_per_s"]
             add(layer, "items",
-                f"items?limit=100&bbox (small boxes): req/s at {res['args']['connections']} "
-                f"connections, {i['boxes']} boxes", m["placespend"], m["tipg_table"],
-                "tipg (indexed table)", "req/s", True, 10,
-                pairs=[(a["req_per_s"], b["req_per_s"]) for a, b in
-                       zip(i["runs"]["placespend"], i["runs"]["tipg_table"], strict=True)])
+                f"items?limit=100&bbox&run (small boxes, run-pinned, warm): req/s at "
+                f"{res['args']['connections']} connections, {i['boxes']} boxes",
+                m["placespend_pinned"], m["tipg_table"], "tipg (indexed table)", "req/s", True,
+                10, pairs=[(a["req_per_s"], b["req_per_s"]) for a, b in
+                           zip(i["runs"]["placespend_pinned"], i["runs"]["tipg_table"],
+                               strict=True)])
         if layer == "national":
             a = lay.get("all_features", {})
             if "error" in a:
@@ -1005,10 +1048,10 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
             elif a:
                 m = a["median_s"]
                 add(layer, "all_features",
-                    f"all {a['features']:,} wards as one GeoJSON page: median s of "
-                    f"{len(a['placespend_s'])}", m["placespend"], m["json_agg"],
+                    f"all {a['features']:,} wards as one GeoJSON page (cache 0): median s of "
+                    f"{len(a['placespend_cold_s'])}", m["placespend_cold"], m["json_agg"],
                     "store.features.items alone (json_agg)", "s", False, 1.2,
-                    pairs=list(zip(a["placespend_s"], a["json_agg_s"], strict=True)))
+                    pairs=list(zip(a["placespend_cold_s"], a["json_agg_s"], strict=True)))
     return rows
 
 
@@ -1023,7 +1066,10 @@ def fmt(x: float | None, unit: str) -> str:
 
 
 def write_markdown(res: dict[str, Any], path: Path) -> None:
-    m = res["machine"]
+    m, ver = res["machine"], res["versions"]
+    stacks = [x for lay in res["layers"].values()
+              for x in lay.get("server_http_stack", {}).values()]
+    stack = bool(stacks) and all(all(x.values()) for x in stacks)
     L: list[str] = ["# Placespend benchmark results: serving (tiles and features)\n"]
     L.append(
         "Written by `bash bench/run serving` (bench/serving.py); every figure below comes from "
@@ -1050,8 +1096,17 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
                  f"{'met' if r['met'] else 'not met'} |")
     L.append("")
     L.append(
-        f"Load generator: {res['client']}. Servers: uvicorn {res['versions'].get('uvicorn')} "
-        "with one worker each (no uvloop/httptools installed: asyncio + h11), on 127.0.0.1. "
+        f"Load generator: {res['client']}. Servers: uvicorn {ver.get('uvicorn')} with one "
+        f"worker each on 127.0.0.1, on uvloop {ver.get('uvloop')} with httptools "
+        f"{ver.get('httptools')} (uvicorn's `auto` picks them when installed; both are in "
+        "bench/.venv, so tipg runs on them too; loaded in every server process: "
+        f"{'yes' if stack else 'NO'}). Per layer: Placespend with its byte cache on (the "
+        "default `PLACESPEND_CACHE_MB`; it keeps every answer that cannot change under its key: "
+        "tiles, pages of `/items` per address, downloads), Placespend with "
+        "`PLACESPEND_CACHE_MB=0` (every answer made afresh: the cold tiles and the all-features "
+        "target), and tipg, which keeps no answers. An earlier run of this bench found "
+        "PostgreSQL keeping a slow generic plan for psycopg's prepared `/items` statement, and "
+        "Placespend has prepared no statements since. "
         "Placespend and peer figures are medians over the rounds (passes, repeats); the ratio "
         "is the median of each round's own ratio (each round measures Placespend and then its "
         "peer on the same addresses, so the two see the same load on the machine). tipg serves "
@@ -1130,7 +1185,7 @@ def layer_markdown(layer: str, lay: dict[str, Any], res: dict[str, Any]) -> list
         c = t["cold"]
         s = c["sequential"]
         L.append(f"\nCold tiles: {c['tiles']} non-empty tiles, {c['passes']} passes, tile by "
-                 "tile Placespend (tile cache 0, one keep-alive connection) and PostGIS alone "
+                 "tile Placespend (cache 0, one keep-alive connection) and PostGIS alone "
                  "(`store.features.tile_query` on one psycopg connection) in turn. Same bytes: "
                  f"{s['identical_bytes']}. Placespend looks the layer up before each cold tile "
                  f"(`get_layer`, {c['get_layer_ms_median']:.2f} ms alone).\n")
@@ -1160,21 +1215,38 @@ def layer_markdown(layer: str, lay: dict[str, Any], res: dict[str, Any]) -> list
     i = lay.get("items", {})
     if i and "error" not in i:
         f = i["features_per_box"]
-        L.append(f"### Items in small boxes\n\n{i['boxes']} boxes of {i['box_side_degrees']:.4f} "
-                 "degrees a side (the median ward's area, in square degrees), around seeded "
-                 f"wards; `limit=100`. Features per box: Placespend median "
-                 f"{f['placespend']['median']} ({f['placespend']['min']}-"
-                 f"{f['placespend']['max']}), tipg {f['tipg_table']['median']}; same count in "
-                 f"{i['boxes_with_same_count']}/{i['boxes']} boxes. Median response bytes: "
-                 f"Placespend {i['response_bytes_median']['placespend']:,.0f}, tipg "
-                 f"{i['response_bytes_median']['tipg_table']:,.0f}.\n")
+        n, bpm = i["boxes"], i["response_bytes_median"]
+        L.append(
+            f"### Items in small boxes\n\n{n} boxes of {i['box_side_degrees']:.4f} degrees a "
+            "side (the median ward's area, in square degrees), around seeded wards; "
+            f"`limit=100`. Placespend's target figure is on the run-pinned address "
+            f"(`{i['first_address']['pinned']}` for the first box: the citable address its "
+            "collection's pinned links hand out, pinned to the run its TileJSON's tiles are), "
+            "each address asked for once "
+            "first, so every page is served from its byte cache. Beside it: the unpinned "
+            "addresses (warm too: each page is kept per address, but the collection's current "
+            "run is looked up in the database on each request) and the pinned addresses on the "
+            "server with `PLACESPEND_CACHE_MB=0` (every page made afresh). tipg keeps no "
+            "answers: every request queries PostGIS.\n")
+        L.append(
+            f"Features per box: Placespend median {f['placespend_pinned']['median']} "
+            f"({f['placespend_pinned']['min']}-{f['placespend_pinned']['max']}), tipg "
+            f"{f['tipg_table']['median']}; against tipg, the same count in "
+            f"{i['boxes_with_same_count']}/{n} boxes, the same features (ids) in "
+            f"{i['boxes_with_same_features']}/{n}, the same `numberMatched` in "
+            f"{i['boxes_with_same_number_matched']}/{n}; Placespend's pinned, unpinned and "
+            f"no-cache pages hold the same features in {i['boxes_placespend_pages_agree']}/{n}. "
+            f"Median response bytes: Placespend {bpm['placespend_pinned']:,.0f}, tipg "
+            f"{bpm['tipg_table']:,.0f}.\n")
         L.append(f"| items | {RATE_HEAD}")
         L.append(RATE_RULE)
-        for key, label in (("placespend", "Placespend"), ("tipg_table", "tipg, indexed table"),
-                           ("tipg_view", "tipg, view"),
-                           ("placespend_custom_plan", "Placespend, custom plans (diagnosis)")):
-            for n, g in enumerate(i["runs"].get(key, []), 1):
-                L.append(rate_row(label, n, g))
+        for key, label in (("placespend_pinned", "Placespend, run-pinned, cached (target)"),
+                           ("tipg_table", "tipg, indexed table"),
+                           ("placespend_unpinned", "Placespend, unpinned, cached"),
+                           ("placespend_cold", "Placespend, run-pinned, cache 0"),
+                           ("tipg_view", "tipg, view")):
+            for r, g in enumerate(i["runs"].get(key, []), 1):
+                L.append(rate_row(label, r, g))
         h = i["httpx_load_test_first_box"]
         L.append("\n`bench.bench.load_test` (httpx in this process) on the first box alone: "
                  + "; ".join(f"{k} sequential {v['sequential']['req_per_s']:,.1f} req/s, "
@@ -1186,29 +1258,33 @@ def layer_markdown(layer: str, lay: dict[str, Any], res: dict[str, Any]) -> list
     a = lay.get("all_features", {})
     if a and "error" not in a:
         m = a["median_s"]
+
+        def row(label: str, key: str) -> str:
+            return (f"| {label} | {m[key]:.3f} | "
+                    + ", ".join(f"{v:.3f}" for v in a[f"{key}_s"]) + " |")
+
         L.append(f"### All {a['features']:,} wards as one GeoJSON page\n")
-        L.append(f"`GET {a['path']}` on one keep-alive connection ({a['placespend_bytes']:,} "
-                 f"bytes, {a['placespend_features']:,} features; the features are the same "
-                 f"text as `store.features.items` returns: "
+        L.append(f"`GET {a['path']}` on one keep-alive connection to the server with "
+                 f"`PLACESPEND_CACHE_MB=0`, which makes the page on every request "
+                 f"({a['placespend_bytes']:,} bytes, {a['placespend_features']:,} features; the "
+                 "features are the same text as `store.features.items` returns: "
                  f"{'yes' if a['same_features_text'] else 'NO'}) against "
                  "`store.features.items(conn, layer, limit=N)` alone on a psycopg connection "
-                 "(the `json_agg` query and its text fetched), in turn.\n")
+                 "(the `json_agg` query and its text fetched), in turn; and the same address on "
+                 "the server with its cache on, where every repeat is the page kept from the "
+                 "first (so it does not measure making the page).\n")
         L.append("| all features | median s | every repeat (s) |")
         L.append("|---|---|---|")
-        L.append(f"| json_agg alone (store.features.items) | {m['json_agg']:.3f} | "
-                 + ", ".join(f"{v:.2f}" for v in a["json_agg_s"]) + " |")
-        L.append(f"| Placespend, HTTP | {m['placespend']:.3f} | "
-                 + ", ".join(f"{v:.2f}" for v in a["placespend_s"]) + " |")
-        L.append(f"| Placespend, its own time (Server-Timing) | "
-                 f"{m['placespend_server_timing']:.3f} | "
-                 + ", ".join(f"{v:.2f}" for v in a["placespend_server_timing_s"]) + " |")
-        L.append(f"| Placespend with `PGOPTIONS='{CUSTOM_PLAN}'` (diagnosis) | "
-                 f"{m['placespend_custom_plan']:.3f} | "
-                 + ", ".join(f"{v:.2f}" for v in a["placespend_custom_plan_s"]) + " |")
+        L.append(row("json_agg alone (store.features.items)", "json_agg"))
+        L.append(row("Placespend, cache 0, HTTP (target)", "placespend_cold"))
+        L.append(row("Placespend, cache 0, its own time (Server-Timing)",
+                     "placespend_cold_server_timing"))
+        L.append(row("Placespend, cached, HTTP", "placespend_warm"))
+        L.append(row("Placespend, cached, its own time (Server-Timing)",
+                     "placespend_warm_server_timing"))
         if "tipg_table" in m:
-            L.append(f"| tipg, indexed table (for scale; {a['tipg_table_bytes']:,} bytes) | "
-                     f"{m['tipg_table']:.3f} | "
-                     + ", ".join(f"{v:.2f}" for v in a["tipg_table_s"]) + " |")
+            L.append(row(f"tipg, indexed table (for scale; {a['tipg_table_bytes']:,} bytes)",
+                         "tipg_table"))
         L.append("")
     elif a:
         L.append(f"### All wards as one GeoJSON page\n\nFailed: {a['error']}\n")
@@ -1244,9 +1320,10 @@ def notes(res: dict[str, Any]) -> list[str]:
             out.append(f"{layer}, warm tiles: Placespend's one uvicorn worker used {cpu:.0%} of a "
                        f"core at {w['placespend']:,.0f} req/s, about "
                        f"{1e3 * cpu / w['placespend']:.2f} ms of CPU a cached tile: the rate is "
-                       "the Python HTTP stack's (h11, Starlette's middleware, FastAPI's routing "
-                       "and validation, the socket write), not the cache's. tipg's rate is its "
-                       "database queries' (PostGIS builds every tile it is asked for).")
+                       "the Python HTTP stack's (uvicorn on uvloop and httptools, Starlette's "
+                       "middleware, the socket write; a cached pinned tile is answered before "
+                       "routing), not the cache's. tipg's rate is its database queries' (it "
+                       "keeps no tiles: PostGIS builds every tile it is asked for).")
             if "placespend_gzip" in w:
                 b = t["warm_bytes_per_request"]
                 out.append(
@@ -1273,29 +1350,49 @@ def notes(res: dict[str, Any]) -> list[str]:
                 f"({t['cold']['get_layer_ms_median']:.2f} ms alone) before the tile query. "
                 f"Within 1.25x only for tiles PostGIS takes over {extra / 0.25:.1f} ms to make.")
         i = lay.get("items", {})
-        if i and "error" not in i and "placespend_custom_plan" in i["median_req_per_s"]:
+        if i and "error" not in i:
             m = i["median_req_per_s"]
-            gain = m["placespend_custom_plan"] / m["placespend"]
+            cpu = {k: statistics.median(g["server_cpu_share"] for g in v)
+                   for k, v in i["runs"].items()}
+            pin, cold = m["placespend_pinned"], m["placespend_cold"]
+            t = lay.get("tiles", {})
+            tile_cpu_ms = None if not t or "error" in t else 1e3 * statistics.median(
+                g["server_cpu_share"] for g in t["warm"]["placespend"]
+            ) / t["warm_median_req_per_s"]["placespend"]
             out.append(
-                f"{layer}, items: Placespend {m['placespend']:,.1f} req/s; the same server with "
-                f"`PGOPTIONS='{CUSTOM_PLAN}'` {m['placespend_custom_plan']:,.1f} req/s "
-                f"({gain:.1f}x), tipg {m['tipg_table']:,.1f}. "
-                + ("psycopg prepares a statement run 5 times on a connection, and after 5 more "
-                   "PostgreSQL may keep its generic plan; for the /items query (its filters are "
-                   "`%(x)s IS NULL OR ...` terms) that plan reads every feature of the "
-                   "collection and probes each boundary, instead of the custom plan's "
-                   "few-milliseconds merge join. Even the custom plan tests every boundary of "
-                   "the set against the box (the box is in an EXISTS subquery, so the GiST "
-                   "index on boundary.geom is not used), where tipg's query uses its index."
-                   if gain > 1.3 else "Custom plans make little difference in this run."))
+                f"{layer}, items: Placespend on its run-pinned addresses, every page kept, "
+                f"{pin:,.1f} req/s (its worker {cpu['placespend_pinned']:.0%} of a core, "
+                f"{1e3 * cpu['placespend_pinned'] / pin:.2f} ms of CPU a page); unpinned "
+                f"{m['placespend_unpinned']:,.1f} req/s (kept too, but the collection's current "
+                f"run is looked up in the database on each request: "
+                f"{1e3 * cpu['placespend_unpinned'] / m['placespend_unpinned']:.2f} ms of CPU a "
+                f"page); with no cache {cold:,.1f} req/s (every page made: the query and its "
+                f"JSON; {1e3 * cpu['placespend_cold'] / cold:.2f} ms of CPU a page), so the kept "
+                f"page is {pin / cold:.1f}x the made one. tipg {m['tipg_table']:,.1f} req/s "
+                f"(its worker {cpu['tipg_table']:.0%} of a core): it keeps nothing, so every "
+                "request is a PostGIS query. "
+                + (f"A kept page costs {1e3 * cpu['placespend_pinned'] / pin:.2f} ms of CPU, a "
+                   f"kept tile {tile_cpu_ms:.2f} ms: " if tile_cpu_ms else "")
+                + "a kept tile is answered by middleware before routing, while a kept page "
+                "still takes the endpoint's path: FastAPI's routing and validation of the "
+                "query, the sync endpoint and its connection dependency on the thread pool, a "
+                "pooled connection checked out, the page's key worked out.")
+            if i["boxes_with_same_features"] < i["boxes"]:
+                out.append(f"{layer}, items: Placespend's features differ from tipg's in "
+                           f"{i['boxes'] - i['boxes_with_same_features']} of {i['boxes']} "
+                           "boxes (see the ids in serving.json's box list).")
         a = lay.get("all_features", {})
         if a and "error" not in a:
             m = a["median_s"]
             out.append(
-                f"{layer}, all features: Placespend's own time {m['placespend_server_timing']:.3f}"
-                f" s of its {m['placespend']:.3f} s; json_agg alone {m['json_agg']:.3f} s: the "
-                "page is the query's text with a header put in front, so nearly all of it is "
-                "the database's.")
+                f"{layer}, all features with no cache: Placespend's own time "
+                f"{m['placespend_cold_server_timing']:.3f} s of its {m['placespend_cold']:.3f} s; "
+                f"json_agg alone {m['json_agg']:.3f} s: the page is the query's text with a "
+                "header put in front, so nearly all of it is the database's. The kept page on "
+                f"the cached server: {m['placespend_warm']:.3f} s, "
+                f"{1e3 * m['placespend_warm_server_timing']:.1f} ms of it the server's own; the "
+                f"rest is {a['placespend_bytes'] / 1e6:.0f} MB through the loopback socket and "
+                "read by the client.")
     return out
 
 
@@ -1330,6 +1427,11 @@ def main() -> int:
     started = time.perf_counter()
     res: dict[str, Any] = {"args": vars(args), "machine": machine_facts(),
                            "versions": library_versions(), "layers": {}}
+    for name in ("uvloop", "httptools"):
+        try:
+            res["versions"][name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            res["versions"][name] = "not installed"
     res["versions"]["wrk"] = wrk_version() or "not installed"
     res["machine"]["modified_outside_bench"] = modified_files()
     res["client"] = ("wrk (one thread, a separate process) for the rates; a Python client "

@@ -351,8 +351,14 @@ def test_pages_and_downloads_are_kept_per_address(client: TestClient, app,
     url = f"/collections/{HACKNEY}/items?limit=3&run={demo.run_id}"
     first = client.get(url)
     hits = app.state.cache.hits
-    again = client.get(url)
+    again = client.get(url)  # the whole answer, kept and sent before routing
     assert again.content == first.content and app.state.cache.hits == hits + 1
+    for name in ("etag", "cache-control", "content-type", "content-crs", "vary"):
+        assert again.headers[name] == first.headers[name], name
+    held = client.get(url, headers={"If-None-Match": first.headers["etag"]})
+    assert held.status_code == 304 and held.headers["etag"] == first.headers["etag"]
+    html = client.get(url, headers={"Accept": "text/html"})  # Accept is part of the key
+    assert html.headers["content-type"].startswith("text/html")
     # the links name the address asked for: another host name is another kept answer
     other = client.get(url, headers={"Host": "maps.example"})
     assert other.headers["etag"] == first.headers["etag"]

@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from api import crs as crs_
 from api import formats
+from api.cache import keep_answer
 from api.deps import ConnDep, SettingsDep
 from api.http import (
     base_url,
@@ -492,7 +493,8 @@ def items(
 
     # the links name the address asked for, so the kept answer is per address too
     body = remembered(request, f"{tag} {request.url}", make)
-    return cached(request, tag, body, media, pinned=pinned, headers=headers)
+    response = cached(request, tag, body, media, pinned=pinned, headers=headers)
+    return keep_answer(request, response) if pinned else response
 
 
 @router.get(
@@ -591,8 +593,9 @@ def download(
         conn, layer, f, srid=out_crs.srid, lat_first=out_crs.lat_first,
         crs_member=crs_.geojson_member(out_crs)).body)
     headers["Content-Disposition"] = f'attachment; filename="{downloads.filename(layer, f)}"'
-    return cached(request, tag, body, downloads.MEDIA[f], pinned=run is not None,
-                  headers=headers)
+    response = cached(request, tag, body, downloads.MEDIA[f], pinned=run is not None,
+                      headers=headers)
+    return keep_answer(request, response) if run is not None else response
 
 
 # ---- health ------------------------------------------------------------------------------

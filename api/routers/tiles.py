@@ -5,21 +5,20 @@ layer's properties on each feature as numbers and strings, geometry simplified t
 pixel, at most ``max_tile_features`` features, 204 when empty. Published runs never change, so a
 tile's ETag is its layer's id and version and the tile's parameter object; addresses pinned to
 a run (``?run=N``, which TileJSON hands out) are cached for a year, and every tile made is kept
-as bytes in memory, so a warm tile is answered without the database.
+as bytes in memory, and a pinned tile's whole answer is kept (:mod:`api.cache`), so a warm
+tile is answered before routing, without the database.
 """
 
 from __future__ import annotations
 
 import gzip
 import math
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.cache import ByteCache
+from api.cache import ByteCache, keep_answer
 from api.deps import ConnDep
 from api.http import (
     base_url,
@@ -188,44 +187,6 @@ def pinned_tag(collection_id: str, run: int, q: TileQuery) -> str:
     return etag(collection_id, f"run:{run}", "tile", q)
 
 
-_PINNED_TILE = re.compile(
-    r"^/collections/([a-z0-9][a-z0-9_-]{0,199})/tiles/WebMercatorQuad/(\d{1,2})/(\d{1,8})/(\d{1,8})$"
-)
-_RUN_ONLY = re.compile(rb"^run=([1-9]\d{0,9})$")
-
-
-class WarmTiles:
-    """Answer a run-pinned tile that is already in memory before any routing.
-
-    The hot path of a web map: TileJSON hands out run-pinned tile addresses, and a tile made
-    once never changes. A request of exactly that form (``?run=N`` and nothing else) whose
-    tile is in the cache gets it here, with the very headers the endpoint would send; every
-    other request, and every miss, goes on to :func:`tile` unchanged.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve a cached pinned tile, or pass the request on."""
-        if scope["type"] == "http" and scope["method"] == "GET":
-            found = _PINNED_TILE.match(scope["path"])
-            pin = _RUN_ONLY.match(scope.get("query_string", b"")) if found else None
-            if found and pin:
-                z, x, y = (int(v) for v in found.groups()[1:])
-                app = scope["app"]
-                if z <= MAX_ZOOM and x < 2 ** z and y < 2 ** z and int(pin.group(1)) < 2 ** 31:
-                    q = TileQuery(z=z, x=x, y=y, cap=app.state.settings.max_tile_features)
-                    tag = pinned_tag(found.group(1), int(pin.group(1)), q)
-                    body = app.state.cache.get(tag)
-                    if body is not None:
-                        response = _tile_response(Request(scope), app.state.cache, tag,
-                                                  body, True)
-                        await response(scope, receive, send)
-                        return
-        await self.app(scope, receive, send)
-
-
 def _wants_gzip(request: Request) -> bool:
     accept = request.headers.get("accept-encoding", "").replace(" ", "").lower()
     return "gzip" in accept and "gzip;q=0," not in accept + "," and "gzip;q=0.0" not in accept
@@ -276,7 +237,7 @@ async def tile(
         tag = pinned_tag(collectionId, run, q)
         body = cache.get(tag)
         if body is not None:
-            return _tile_response(request, cache, tag, body, True)
+            return keep_answer(request, _tile_response(request, cache, tag, body, True))
 
     def render() -> tuple[str, bytes | None]:
         """The tile's key and bytes (None: the client has it, so it is not made)."""
@@ -291,4 +252,5 @@ async def tile(
         return key, data
 
     tag, body = await run_in_threadpool(render)
-    return _tile_response(request, cache, tag, body, run is not None)
+    response = _tile_response(request, cache, tag, body, run is not None)
+    return keep_answer(request, response) if run is not None else response

@@ -124,13 +124,18 @@ class Filter:
 # ---- layers ------------------------------------------------------------------------------
 
 
+def publication_version(run_id: int) -> str:
+    """The version of a publication of ``run_id``: the run itself (runs never change)."""
+    return f"run:{run_id}"
+
+
 def _publication(row: dict) -> Layer:
     return Layer(
         id=row["id"], kind="publication", set_id=row["set_id"], set_slug=row["set_slug"],
         title=row["title"], description=row["description"], licence=row["licence"],
         attribution=row["attribution"], properties=list(row["properties"]),
         run_id=int(row["run_id"]), financial_year=row["financial_year"], fit=row["fit"],
-        version=f"run:{row['run_id']}",
+        version=publication_version(int(row["run_id"])),
     )
 
 

@@ -18,8 +18,8 @@ import pyogrio
 import pytest
 from fastapi.testclient import TestClient
 
-from api.http import etag
 from api.query import TileQuery
+from api.routers.tiles import pinned_tag
 from placespend.runs import RunResult
 
 HACKNEY = "hackney-wards-2014-spend-2014-15"
@@ -281,7 +281,7 @@ def test_tiles_empty_bounds_etag_and_cache(client: TestClient, demo: RunResult,
     assert int(zipped.headers["content-length"]) < len(pinned.content)
     # a client holding a tile this server never made gets a 304 without it being made
     q = TileQuery(z=14, x=8188, y=5447, cap=app.state.settings.max_tile_features)
-    tag = etag(HACKNEY, f"run:{demo.run_id}", "tile", q)
+    tag = pinned_tag(HACKNEY, demo.run_id, q)
     assert app.state.cache.get(tag) is None
     r = client.get(f"{base}/14/8188/5447", headers={"If-None-Match": tag})
     assert r.status_code == 304 and r.headers["etag"] == tag

@@ -184,7 +184,7 @@ def pinned_tag(collection_id: str, run: int, q: TileQuery) -> str:
     The same as :func:`api.http.layer_etag` of that publication, whose version is its run,
     so it is known before the database is asked.
     """
-    return etag(collection_id, f"run:{run}", "tile", q)
+    return etag(collection_id, store.publication_version(run), "tile", q)
 
 
 def _wants_gzip(request: Request) -> bool:

@@ -4,9 +4,9 @@
 layer's properties on each feature as numbers and strings, geometry simplified to the tile's
 pixel, at most ``max_tile_features`` features, 204 when empty. Published runs never change, so a
 tile's ETag is its layer's id and version and the tile's parameter object; addresses pinned to
-a run (``?run=N``, which TileJSON hands out) are cached for a year, and every tile made is kept
-as bytes in memory, and a pinned tile's whole answer is kept (:mod:`api.cache`), so a warm
-tile is answered before routing, without the database.
+a run (``?run=N``, which TileJSON hands out) may be cached for a year. Every tile made is kept
+as bytes in memory (gzipped once when a client asks), and a pinned tile's whole answer too
+(:mod:`api.cache`), so a warm tile is answered before routing, without the database.
 """
 
 from __future__ import annotations

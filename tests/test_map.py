@@ -239,3 +239,16 @@ def test_map_renders_offline_in_chromium(server: str, tmp_path: Path) -> None:
             assert problems == []
         finally:
             context.close()
+
+
+def test_the_pages_own_css_and_javascript_are_static_files(client: TestClient) -> None:
+    page = client.get("/map").text
+    assert '/static/placespend/placespend-map.css"' in page
+    assert '/static/placespend/placespend-map.js"' in page
+    assert ".ps-legend {" not in page and "function placespendPopup" not in page
+    labels = page.split('<script id="placespend-labels" type="application/json">')[1]
+    assert json.loads(labels.split("</script>")[0])["methods"]["proxy"] == "Population proxy"
+    css = client.get("/static/placespend/placespend-map.css")
+    js = client.get("/static/placespend/placespend-map.js")
+    assert css.status_code == 200 and ".ps-legend" in css.text
+    assert js.status_code == 200 and "function placespendPopup" in js.text

@@ -3,7 +3,9 @@
 Everything the page loads is served by this service: Leaflet comes from the installed
 ``xstatic-leaflet`` package (mounted at ``/static/leaflet/`` by :func:`mount_static`), folium's
 CDN defaults (jQuery, Bootstrap, Font Awesome...) are switched off, there is no tile layer, and
-the legend is plain HTML + CSS (branca's colour-map legend needs d3 from a CDN).
+the legend is plain HTML + CSS (branca's colour-map legend needs d3 from a CDN). The page's
+own CSS and JavaScript are files in ``api/static/`` (served at ``/static/placespend/``), not
+strings in Python; the labels the popup needs travel in a JSON script element.
 
 The router holds no domain logic: every figure is a feature property published by the run
 (see ``allocation/summary.py``), division and body names come from the store, and the
@@ -19,6 +21,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import folium
@@ -43,6 +46,9 @@ router = APIRouter()
 DEFAULT_COLLECTION = "hackney-wards-2014-spend-2014-15"
 #: Where Leaflet's own files (leaflet.js, leaflet.css, images/) are served.
 LEAFLET_PREFIX = "/static/leaflet"
+#: Where the page's own CSS and JavaScript (api/static/) are served.
+STATIC_PREFIX = "/static/placespend"
+_STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 #: Collections with more features than this are simplified (metres) to keep the page light.
 SIMPLIFY_ABOVE = 100
 SIMPLIFY_M = 5.0
@@ -68,12 +74,16 @@ METHOD_LABELS = {
 
 
 def mount_static(app: FastAPI) -> None:
-    """Serve Leaflet's files from the installed xstatic-leaflet package (no copies in git)."""
+    """Serve Leaflet (from the installed xstatic-leaflet package) and the page's own files.
+
+    Leaflet's files are not copied into git; the page's CSS and JavaScript are api/static/.
+    """
     app.mount(
         LEAFLET_PREFIX,
         StaticFiles(directory=xstatic_leaflet.BASE_DIR),
         name="static-leaflet",
     )
+    app.mount(STATIC_PREFIX, StaticFiles(directory=_STATIC_DIR), name="static-placespend")
 
 
 @dataclass(frozen=True)
@@ -200,40 +210,6 @@ class Panel(MacroElement):
         self.position = position
 
 
-_PAGE_CSS = """
-<style>
-.folium-map.leaflet-container { background: #eef0f3; font: 13px/1.4 system-ui, -apple-system,
-  "Segoe UI", Roboto, Arial, sans-serif; }
-.ps-legend { background: #fff; padding: 10px 12px; border-radius: 6px; width: 270px;
-  box-shadow: 0 1px 5px rgba(0,0,0,.35); color: #222; }
-.ps-legend h2 { font-size: 15px; margin: 0 0 2px; }
-.ps-legend .ps-sub { margin: 0 0 8px; color: #555; font-size: 12px; }
-.ps-legend ul { list-style: none; margin: 0 0 8px; padding: 0; }
-.ps-legend li { display: flex; align-items: center; margin: 2px 0; }
-.ps-legend li i { width: 22px; height: 14px; margin-right: 8px; border: 1px solid #999;
-  flex: none; }
-.ps-legend .ps-n { margin-left: auto; color: #666; font-size: 12px; }
-.ps-legend .ps-note, .ps-legend .ps-switch { margin: 6px 0 0; font-size: 12px; color: #444; }
-.leaflet-control-attribution { max-width: 55vw; font-size: 11px; }
-path.leaflet-interactive:focus { outline: none; }
-@media (max-width: 640px) {
-  .ps-legend { width: 190px; padding: 6px 8px; }
-  .ps-legend .ps-note, .ps-legend .ps-switch, .ps-legend .ps-sub { display: none; }
-}
-.ps-popup, .ps-popup table { font-size: 13px; line-height: 1.35; }
-.ps-popup h3 { margin: 0; font-size: 16px; }
-.ps-popup .ps-meta { color: #555; margin: 0 0 6px; }
-.ps-popup .ps-head { font-size: 15px; margin: 0 0 6px; }
-.ps-popup h4 { margin: 8px 0 2px; font-size: 12px; text-transform: uppercase;
-  letter-spacing: .04em; color: #555; }
-.ps-popup table { border-collapse: collapse; width: 100%; }
-.ps-popup td { padding: 1px 0; vertical-align: top; }
-.ps-popup td.ps-num { text-align: right; white-space: nowrap; padding-left: 10px; }
-.ps-popup tr.ps-hd td { color: #777; font-size: 11px; }
-.ps-popup .ps-foot { color: #777; font-size: 11px; margin: 6px 0 0; }
-.ps-popup .ps-conf { font-weight: 600; margin: 6px 0 0; }
-</style>
-"""
 
 #: Bodies named in a popup (the largest in the feature); the rest are one "other" row.
 MAP_BODIES = 8
@@ -256,80 +232,6 @@ def _top_bodies(feature: dict) -> dict:
     return {**feature, "properties": kept}
 
 
-# Builds a popup from a feature's flat properties; ``labels`` names divisions, bodies, methods.
-_POPUP_JS = """
-<script>
-var placespendLabels = %(labels)s;
-function placespendEscape(s) {
-    return String(s).replace(/[&<>"']/g, function (c) {
-        return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c];
-    });
-}
-function placespendPopup(p) {
-    var gbp = new Intl.NumberFormat("en-GB", {style: "currency", currency: "GBP",
-                                              maximumFractionDigits: 0});
-    var gbp2 = new Intl.NumberFormat("en-GB", {style: "currency", currency: "GBP",
-                                               minimumFractionDigits: 2});
-    var int = new Intl.NumberFormat("en-GB");
-    var L_ = placespendLabels, e = placespendEscape, people = p.population;
-    function perHead(v) { return people > 0 ? gbp.format(v / people) : "–"; }
-    function section(title, rows) {
-        if (!rows.length) { return ""; }
-        return "<h4>" + e(title) + "</h4><table><tr class='ps-hd'><td></td>" +
-            "<td class='ps-num'>total</td><td class='ps-num'>per head</td></tr>" +
-            rows.join("") + "</table>";
-    }
-    function row(label, v) {
-        return "<tr><td>" + e(label) + ":</td><td class='ps-num'>" + gbp.format(v) +
-            "</td><td class='ps-num'>" + perHead(v) + "</td></tr>";
-    }
-    var keys = Object.keys(p), divisions = [], bodies = [], shares = [];
-    keys.forEach(function (k) {
-        var m;
-        if ((m = /^cofog_(\\d\\d)$/.exec(k)) && p[k] !== 0 && p[k] !== null) {
-            divisions.push(row(m[1] + " " + (L_.divisions[m[1]] || "COFOG " + m[1]), p[k]));
-        } else if ((m = /^body_(.+)$/.exec(k)) && p[k] !== null && p[k] !== 0) {
-            bodies.push([m[1], p[k]]);
-        }
-    });
-    // Largest body first; "other public bodies" (the rest, summed) last.
-    bodies.sort(function (a, b) {
-        return (a[0] === "other_public_bodies") - (b[0] === "other_public_bodies") ||
-            Math.abs(b[1]) - Math.abs(a[1]);
-    });
-    bodies = bodies.map(function (b) { return row(L_.bodies[b[0]] || b[0], b[1]); });
-    // Methods in the order of the labels (strongest evidence first), then any others.
-    var methods = Object.keys(L_.methods);
-    keys.forEach(function (k) {
-        var m = /^share_(.+)$/.exec(k);
-        if (m && methods.indexOf(m[1]) < 0) { methods.push(m[1]); }
-    });
-    methods.forEach(function (m) {
-        var v = p["share_" + m];
-        if (v === undefined || v === null || v === 0) { return; }
-        shares.push("<tr><td>" + e(L_.methods[m] || m) + ":</td><td class='ps-num'>" +
-            (100 * v).toFixed(1) + "%%</td></tr>");
-    });
-    return "<div class='ps-popup'><h3>" + e(p.name) + "</h3>" +
-        "<p class='ps-meta'>" + e(p.code) + " · population " +
-        (people === null ? "–" : int.format(people)) + "</p>" +
-        "<p class='ps-head'><b>" + (p.per_head === null ? "no per-head figure" :
-            gbp2.format(p.per_head) + " per head") + "</b> · " + gbp.format(p.total) +
-        " in total</p>" +
-        (p.range_low !== undefined && p.range_low !== p.range_high ?
-            "<p class='ps-meta'>" + gbp.format(p.range_low) + " to " +
-            gbp.format(p.range_high) + " by residents, land area, best fit or an " +
-            "alternative proxy</p>" : "") +
-        section("By function (COFOG division)", divisions) +
-        section("By public body", bodies) +
-        (shares.length ? "<h4>How it was apportioned</h4><table>" + shares.join("") +
-            "</table>" : "") +
-        (p.confidence ? "<p class='ps-conf'>Confidence " +
-            e(L_.confidence[p.confidence] || p.confidence) + "</p>" : "") +
-        "<p class='ps-foot'>" + e(L_.foot) + "</p></div>";
-}
-</script>
-"""
 
 _ON_EACH_FEATURE = JsCode(
     """
@@ -427,7 +329,9 @@ def map_page(
     figure = fmap.get_root()
     figure.title = html.escape(title)
     figure.header.add_child(Element('<link rel="icon" href="data:,">'), name="favicon")
-    figure.header.add_child(Element(_PAGE_CSS), name="placespend_css")
+    figure.header.add_child(Element(
+        f'<link rel="stylesheet" href="{root}{STATIC_PREFIX}/placespend-map.css">'),
+        name="placespend_css")
     body_names = {slug: b["name"] for slug, b in reference.bodies(conn).items()}
     body_names[OTHER_BODIES] = "Other public bodies"
     labels = {
@@ -440,9 +344,11 @@ def map_page(
         f"{MAP_BODIES} largest bodies are named, the rest summed as other public bodies "
         "(every body is in the API's properties).",
     }
-    figure.header.add_child(
-        Element(_POPUP_JS % {"labels": _script_json(labels)}), name="placespend_popup"
-    )
+    figure.header.add_child(Element(
+        '<script id="placespend-labels" type="application/json">'
+        f"{_script_json(labels)}</script>"
+        f'<script src="{root}{STATIC_PREFIX}/placespend-map.js"></script>'),
+        name="placespend_popup")
 
     folium.GeoJson(
         {"type": "FeatureCollection", "features": feats},

@@ -252,3 +252,4 @@ def test_the_pages_own_css_and_javascript_are_static_files(client: TestClient) -
     js = client.get("/static/placespend/placespend-map.js")
     assert css.status_code == 200 and ".ps-legend" in css.text
     assert js.status_code == 200 and "function placespendPopup" in js.text
+    assert "function placespendOnEachFeature" in js.text and "layer.bindPopup" not in page

@@ -233,32 +233,8 @@ def _top_bodies(feature: dict) -> dict:
 
 
 
-_ON_EACH_FEATURE = JsCode(
-    """
-    function (feature, layer) {
-        // Hover and the open popup outline the ward; the style it had comes back after.
-        var base = null;
-        function outline() {
-            if (!base) {
-                base = {color: layer.options.color, weight: layer.options.weight,
-                        fillOpacity: layer.options.fillOpacity};
-            }
-            layer.setStyle({color: "#111111", weight: 3, fillOpacity: 0.95});
-            layer.bringToFront();
-        }
-        function restore() { if (base) { layer.setStyle(base); } }
-        layer.bindTooltip(placespendEscape(feature.properties.name), {sticky: true});
-        layer.bindPopup(function () { return placespendPopup(feature.properties); },
-                        {maxWidth: 380, minWidth: 300});
-        layer.on({
-            mouseover: outline,
-            mouseout: function () { if (!layer.isPopupOpen()) { restore(); } },
-            popupopen: outline,
-            popupclose: restore,
-        });
-    }
-    """
-)
+#: Each ward's tooltip, popup and hover outline: placespendOnEachFeature in placespend-map.js.
+_ON_EACH_FEATURE = JsCode("placespendOnEachFeature")
 
 
 def _bodies_text(bodies: Sequence[str]) -> str:

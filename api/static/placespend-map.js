@@ -70,3 +70,27 @@ function placespendPopup(p) {
             e(L_.confidence[p.confidence] || p.confidence) + "</p>" : "") +
         "<p class='ps-foot'>" + e(L_.foot) + "</p></div>";
 }
+
+// Each ward: its name as a tooltip, its popup, and an outline on hover and while open.
+function placespendOnEachFeature(feature, layer) {
+    // Hover and the open popup outline the ward; the style it had comes back after.
+    var base = null;
+    function outline() {
+        if (!base) {
+            base = {color: layer.options.color, weight: layer.options.weight,
+                    fillOpacity: layer.options.fillOpacity};
+        }
+        layer.setStyle({color: "#111111", weight: 3, fillOpacity: 0.95});
+        layer.bringToFront();
+    }
+    function restore() { if (base) { layer.setStyle(base); } }
+    layer.bindTooltip(placespendEscape(feature.properties.name), {sticky: true});
+    layer.bindPopup(function () { return placespendPopup(feature.properties); },
+                    {maxWidth: 380, minWidth: 300});
+    layer.on({
+        mouseover: outline,
+        mouseout: function () { if (!layer.isPopupOpen()) { restore(); } },
+        popupopen: outline,
+        popupclose: restore,
+    });
+}

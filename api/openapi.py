@@ -16,6 +16,16 @@ from fastapi import FastAPI
 
 from api.errors import ERROR_SCHEMA
 
+#: The error statuses of the OGC routes (each body in the one error shape, ``ERROR_SCHEMA``).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A parameter is wrong (body: code, cause, where, fix)"},
+    404: {"description": "No such collection, feature or run"},
+}
+#: The answer to ``If-None-Match`` with the current ETag.
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified (If-None-Match matched the ETag)"},
+}
+
 
 def document(app: FastAPI) -> dict[str, Any]:
     """The app's OpenAPI document, built once."""

@@ -12,8 +12,9 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Query, Request
 
 from api import crs as crs_
 from domain.errors import BadRequest
@@ -21,6 +22,13 @@ from store.features import Filter, Layer
 
 _FINANCIAL_YEAR = re.compile(r"^(\d{4})-(\d{2})$")
 _INTEGER = re.compile(r"^-?\d{1,19}$")
+#: ``?run=N`` pins the figures to one run, so a figure cited in a report can be fetched again.
+RunPin = Annotated[int | None, Query(
+    ge=1, le=2**31 - 1,
+    description="Serve the figures of this run (default: the run the collection serves "
+                "now). Every run stays addressable, published or not; see /runs. Boundary "
+                "sets have no run.",
+)]
 #: The largest zoom tiles are made for (about 2 cm a pixel in London).
 MAX_ZOOM = 24
 

@@ -32,8 +32,10 @@ from api.http import (
     link,
     not_modified,
 )
+from api.openapi import ERRORS, NOT_MODIFIED
 from api.query import (
     ItemsQuery,
+    RunPin,
     financial_year_interval,
     in_time,
     parse_bbox,
@@ -87,25 +89,11 @@ _LICENCE_URLS = {
         "https://www.nationalarchives.gov.uk/doc/open-government-licence/version/3/"
     ),
 }
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "A parameter is wrong (body: code, cause, where, fix)"},
-    404: {"description": "No such collection, feature or run"},
-}
-_NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
-    304: {"description": "Not modified (If-None-Match matched the ETag)"},
-}
 #: Documents that f=html (or Accept: text/html) answers as an HTML page.
 _DOC_OR_HTML: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/html": {}}, "description": "The document (JSON), or its HTML page"},
 }
 
-#: ``?run=N`` pins the figures to one run, so a figure cited in a report can be fetched again.
-RunPin = Annotated[int | None, Query(
-    ge=1, le=2**31 - 1,
-    description="Serve the figures of this run (default: the run the collection serves "
-                "now). Every run stays addressable, published or not; see /runs. Boundary "
-                "sets have no run.",
-)]
 CrsParam = Annotated[str | None, Query(
     description="CRS of the response's coordinates: CRS84 (the default; longitude, latitude), "
                 "EPSG:4326 (latitude, longitude) or EPSG:27700 (British National Grid, "
@@ -139,7 +127,7 @@ DocFormat = Annotated[Literal["json", "html"] | None, Query(
 # ---- landing, conformance, collections ---------------------------------------------------
 
 
-@router.get("/", summary="Landing page", responses={**_DOC_OR_HTML, 400: _ERRORS[400]})
+@router.get("/", summary="Landing page", responses={**_DOC_OR_HTML, 400: ERRORS[400]})
 def landing(request: Request, f: DocFormat = None) -> Response:
     """The landing page: what this service is and where everything is."""
     check_known(request, frozenset({"f"}))
@@ -234,7 +222,7 @@ def _collection(base: str, layer: store.Layer, extent_row: dict, pinned: bool = 
 
 
 @router.get("/collections", summary="Collections",
-            responses={**_DOC_OR_HTML, 400: _ERRORS[400]})
+            responses={**_DOC_OR_HTML, 400: ERRORS[400]})
 def collections(request: Request, conn: ConnDep, f: DocFormat = None) -> Response:
     """Every layer: each publication at the run it serves now, then each boundary set."""
     check_known(request, frozenset({"f"}))
@@ -250,7 +238,7 @@ def collections(request: Request, conn: ConnDep, f: DocFormat = None) -> Respons
 
 
 @router.get("/collections/{collectionId}", summary="One collection",
-            responses={**_DOC_OR_HTML, **_ERRORS})
+            responses={**_DOC_OR_HTML, **ERRORS})
 def collection(
     request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
     run: RunPin = None, f: DocFormat = None,
@@ -296,8 +284,8 @@ def _json_schema(request: Request, layer: store.Layer, names: dict[str, str] | N
 
 
 _SCHEMA_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {JSON_SCHEMA: {}}, "description": "A JSON Schema"}, **_NOT_MODIFIED,
-    **_ERRORS,
+    200: {"content": {JSON_SCHEMA: {}}, "description": "A JSON Schema"}, **NOT_MODIFIED,
+    **ERRORS,
 }
 
 
@@ -382,7 +370,7 @@ def _page(conn: ConnDep, layer: store.Layer, q: ItemsQuery, out_crs: crs_.Crs) -
     responses={
         200: {"content": {GEOJSON: {}, HTML: {}, CSV: {}},
               "description": "A GeoJSON FeatureCollection (or its HTML table, or CSV)"},
-        **_NOT_MODIFIED, **_ERRORS,
+        **NOT_MODIFIED, **ERRORS,
     },
 )
 def items(
@@ -503,7 +491,7 @@ def items(
     response_class=Response,
     responses={
         200: {"content": {GEOJSON: {}, HTML: {}}, "description": "A GeoJSON Feature"},
-        **_NOT_MODIFIED, **_ERRORS,
+        **NOT_MODIFIED, **ERRORS,
     },
 )
 def feature(
@@ -564,7 +552,7 @@ def feature(
         200: {"content": {downloads.MEDIA["geojson"]: {}, downloads.MEDIA["csv"]: {},
                           downloads.MEDIA["gpkg"]: {}},
               "description": "The whole layer, with the run and every source's attribution"},
-        **_NOT_MODIFIED, **_ERRORS,
+        **NOT_MODIFIED, **ERRORS,
     },
 )
 def download(

@@ -30,8 +30,9 @@ from api.http import (
     link,
     not_modified,
 )
-from api.query import MAX_ZOOM, TileQuery, check_tile
-from api.routers.features import _ERRORS, _NOT_MODIFIED, JSON, MVT, RunPin
+from api.openapi import ERRORS, NOT_MODIFIED
+from api.query import MAX_ZOOM, RunPin, TileQuery, check_tile
+from api.routers.features import JSON, MVT
 from placespend.downloads import attribution_text
 from store import features as store
 from store.db import pooled
@@ -60,7 +61,7 @@ def tile_matrix_sets(request: Request) -> Response:
 
 
 @router.get("/tileMatrixSets/{tileMatrixSetId}", summary="A tiling scheme's definition",
-            responses=_ERRORS)
+            responses=ERRORS)
 def tile_matrix_set(tileMatrixSetId: _TMS_PATH) -> Response:  # noqa: N803
     """The WebMercatorQuad tile matrix set (OGC 2D TileMatrixSet), zoom 0 to MAX_ZOOM."""
     matrices = []
@@ -80,19 +81,14 @@ def tile_matrix_set(tileMatrixSetId: _TMS_PATH) -> Response:  # noqa: N803
     })
 
 
-def _template(base: str, layer: store.Layer, ogc: bool = False) -> str:
+def _address(base: str, layer: store.Layer, tail: str = "") -> str:
+    """``…/collections/{id}/tiles/WebMercatorQuad{tail}``, pinned to the layer's run if any."""
     pin = f"?run={layer.run_id}" if layer.run_id is not None else ""
-    cells = "{tileMatrix}/{tileCol}/{tileRow}" if ogc else "{z}/{x}/{y}"
-    return f"{base}/collections/{layer.id}/tiles/{TMS}/{cells}{pin}"
-
-
-def _tileset_link(base: str, layer: store.Layer) -> str:
-    pin = f"?run={layer.run_id}" if layer.run_id is not None else ""
-    return f"{base}/collections/{layer.id}/tiles/{TMS}{pin}"
+    return f"{base}/collections/{layer.id}/tiles/{TMS}{tail}{pin}"
 
 
 @router.get("/collections/{collectionId}/tiles", summary="Tilesets of a collection",
-            responses=_ERRORS)
+            responses=ERRORS)
 def tilesets(request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
              run: RunPin = None) -> Response:
     """The vector tilesets of a layer (one: WebMercatorQuad)."""
@@ -103,7 +99,7 @@ def tilesets(request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
         "title": f"{layer.title} (vector tiles)", "dataType": "vector", "crs": CRS_3857,
         "tileMatrixSetURI": TMS_URI,
         "links": [
-            link(_tileset_link(base, layer), "self", JSON, "The tileset"),
+            link(_address(base, layer), "self", JSON, "The tileset"),
             link(f"{base}/tileMatrixSets/{TMS}", REL_TILING, JSON, "The tiling scheme"),
         ],
     }]})
@@ -115,7 +111,7 @@ def _fields(layer: store.Layer) -> dict[str, str]:
 
 
 @router.get("/collections/{collectionId}/tiles/{tileMatrixSetId}",
-            summary="Tileset metadata (OGC API Tiles)", responses=_ERRORS)
+            summary="Tileset metadata (OGC API Tiles)", responses=ERRORS)
 def tileset(request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
             tileMatrixSetId: _TMS_PATH, run: RunPin = None) -> Response:  # noqa: N803
     """The tileset: its tiling scheme, the tile address template, its layer and properties."""
@@ -130,13 +126,12 @@ def tileset(request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
                     "propertiesSchema": {"type": "object", "properties": {
                         p["name"]: {"type": p["type"]} for p in layer.properties}}}],
         "links": [
-            link(_tileset_link(base, layer), "self", JSON, "This tileset"),
+            link(_address(base, layer), "self", JSON, "This tileset"),
             link(f"{base}/tileMatrixSets/{TMS}", REL_TILING, JSON, "The tiling scheme"),
-            {"href": _template(base, layer, ogc=True), "rel": "item", "type": MVT,
-             "templated": True, "title": "A tile (Mapbox Vector Tile)"},
-            link(f"{_tileset_link(base, layer).split('?')[0]}/tilejson.json"
-                 + (f"?run={layer.run_id}" if layer.run_id is not None else ""),
-                 "describedby", JSON, "TileJSON, for MapLibre and Leaflet"),
+            {"href": _address(base, layer, "/{tileMatrix}/{tileCol}/{tileRow}"), "rel": "item",
+             "type": MVT, "templated": True, "title": "A tile (Mapbox Vector Tile)"},
+            link(_address(base, layer, "/tilejson.json"), "describedby", JSON,
+                 "TileJSON, for MapLibre and Leaflet"),
         ],
     }
     if extent["bbox"]:
@@ -146,7 +141,7 @@ def tileset(request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
 
 
 @router.get("/collections/{collectionId}/tiles/{tileMatrixSetId}/tilejson.json",
-            summary="TileJSON 3.0 of a collection's vector tiles", responses=_ERRORS)
+            summary="TileJSON 3.0 of a collection's vector tiles", responses=ERRORS)
 def tilejson(request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
              tileMatrixSetId: _TMS_PATH, run: RunPin = None) -> Response:  # noqa: N803
     """TileJSON for MapLibre, Leaflet or QGIS: the tile URL pinned to the run it serves."""
@@ -162,7 +157,7 @@ def tilejson(request: Request, conn: ConnDep, collectionId: str,  # noqa: N803
         "version": "1.0.0",
         "attribution": attribution_text(store.sources(conn, layer)),
         "scheme": "xyz",
-        "tiles": [_template(base_url(request), layer)],
+        "tiles": [_address(base_url(request), layer, "/{z}/{x}/{y}")],
         "minzoom": 0,
         "maxzoom": MAX_ADVERTISED_ZOOM,
         "bounds": bounds,
@@ -216,7 +211,7 @@ def _tile_response(request: Request, cache: ByteCache, tag: str, body: bytes | N
     summary="One vector tile (Mapbox Vector Tile)",
     response_class=Response,
     responses={200: {"content": {MVT: {}}, "description": "A Mapbox Vector Tile"},
-               204: {"description": "No feature in this tile"}, **_NOT_MODIFIED, **_ERRORS},
+               204: {"description": "No feature in this tile"}, **NOT_MODIFIED, **ERRORS},
 )
 async def tile(
     request: Request,

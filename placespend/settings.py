@@ -27,6 +27,14 @@ class Settings(BaseSettings):
         description="memory for answers already made that can never change (tiles, pages of "
         "features, downloads of a run's publication); 0: make every answer afresh",
     )
+    basemap_url: str | None = Field(
+        default=None,
+        description="an XYZ tile address ({z}/{x}/{y}) the map draws under the areas, for "
+        "deployments that have a basemap; unset, the map needs nothing from outside",
+    )
+    basemap_attribution: str = Field(
+        default="", description="the credit the basemap's licence asks for, shown on the map"
+    )
     dask_scheduler: str | None = Field(
         default=None,
         description=(

@@ -30,7 +30,8 @@ MVT_BUFFER = 64
 
 _PUBLICATION = """
 SELECT c.id, c.run_id, c.target_set_id AS set_id, c.title, c.description, c.properties,
-       c.fit, r.financial_year, s.slug AS set_slug, s.licence, s.attribution
+       c.fit, r.financial_year, r.params ->> 'basis' AS basis, s.slug AS set_slug,
+       s.licence, s.attribution
   FROM collection c
   JOIN run r ON r.id = c.run_id
   JOIN boundary_set s ON s.id = c.target_set_id
@@ -98,6 +99,8 @@ class Layer:
     run_id: int | None = None
     financial_year: str | None = None
     fit: str = "split"
+    #: Where money paid to a site is placed: "served" (default) or "delivered" (a run's basis).
+    basis: str | None = None
     #: What the content depends on: the run, or the boundary set's rows. Part of cache keys.
     version: str = ""
 
@@ -135,7 +138,7 @@ def _publication(row: dict) -> Layer:
         title=row["title"], description=row["description"], licence=row["licence"],
         attribution=row["attribution"], properties=list(row["properties"]),
         run_id=int(row["run_id"]), financial_year=row["financial_year"], fit=row["fit"],
-        version=publication_version(int(row["run_id"])),
+        basis=row["basis"] or "served", version=publication_version(int(row["run_id"])),
     )
 
 
@@ -418,6 +421,114 @@ def tile(conn: Connection, layer: Layer, z: int, x: int, y: int, *, cap: int) ->
     sql, params = tile_query(layer, z, x, y, cap)
     row = conn.execute(sql, params).fetchone()
     return bytes(row["tile"] or b"")
+
+
+# ---- what a map needs beside the tiles ---------------------------------------------------
+
+
+def columns(conn: Connection, layer: Layer, names: list[str]) -> dict[str, list[Any]]:
+    """Some of a layer's properties for every feature, as columns ordered by code.
+
+    ``{"code": [...], name: [...], ...}``: a map colours its tiles by these (names are bound
+    parameters; a name the layer lacks gives None).
+    """
+    params = _params(layer, **{f"p{i}": n for i, n in enumerate(names)})
+    picked = "".join(f", s.properties -> %(p{i})s AS p{i}" for i in range(len(names)))
+    rows = conn.execute(
+        f"WITH src AS ({_SOURCE[layer.kind]}) SELECT s.code{picked} FROM src s ORDER BY s.code",
+        params,
+    ).fetchall()
+    out: dict[str, list[Any]] = {"code": [r["code"] for r in rows]}
+    for i, n in enumerate(names):
+        out[n] = [r[f"p{i}"] for r in rows]
+    return out
+
+
+def body_function_pence(conn: Connection, layer: Layer, body: str,
+                        division: str) -> dict[str, int]:
+    """Each unit's pence from one body for one COFOG division (``"07"``) in a publication.
+
+    Read from the run's target allocation, so a body's spend on one function is exact even
+    though features carry only each body's and each function's totals.
+    """
+    rows = conn.execute(
+        "SELECT t.target_code AS code, sum(t.amount_pence)::bigint AS pence"
+        "  FROM target_allocation t"
+        "  JOIN run_slice s ON s.run_id = t.run_id AND s.slice_id = t.slice_id"
+        "  JOIN body b ON b.id = s.body_id"
+        " WHERE t.run_id = %(run)s AND t.target_set_id = %(set)s AND t.fit = %(fit)s"
+        "   AND b.slug = %(body)s AND left(s.cofog_code, 2) = %(division)s"
+        " GROUP BY t.target_code",
+        {"run": layer.run_id, "set": layer.set_id, "fit": layer.fit, "body": body,
+         "division": division},
+    ).fetchall()
+    return {r["code"]: int(r["pence"]) for r in rows}
+
+
+def label_points(conn: Connection, layer: Layer, bbox: tuple[float, float, float, float],
+                 limit: int) -> list[dict[str, Any]]:
+    """Where to write each unit's name: a point inside it (lon/lat) and its area, in ``bbox``.
+
+    The largest units first, at most ``limit`` (a map labels what has room for a label).
+    """
+    rows = conn.execute(
+        f"""
+        WITH {_ENV.strip()}
+        SELECT b.code, b.name, ST_X(p) AS lon, ST_Y(p) AS lat, ST_Area(b.geom) AS area
+          FROM boundary b,
+               LATERAL (SELECT ST_Transform(ST_PointOnSurface(b.geom), 4326) AS p) pt
+         WHERE b.set_id = %(set)s AND b.geom && (SELECT g FROM env)
+           AND ST_Intersects(ST_PointOnSurface(b.geom), (SELECT g FROM env))
+         ORDER BY ST_Area(b.geom) DESC, b.code
+         LIMIT %(limit)s
+        """,
+        _params(layer, bbox=list(bbox), bbox_srid=4326, limit=limit),
+    ).fetchall()
+    return [{"code": r["code"], "name": r["name"], "lon": round(float(r["lon"]), 6),
+             "lat": round(float(r["lat"]), 6), "area_m2": round(float(r["area"]))}
+            for r in rows]
+
+
+def parent_layer(conn: Connection, layer: Layer) -> str | None:
+    """The boundary set holding the units this layer's units lie in (wards' boroughs), if any."""
+    def find() -> str | None:
+        row = conn.execute(
+            "SELECT s.slug FROM boundary p JOIN boundary_set s ON s.id = p.set_id"
+            " WHERE p.set_id <> %(set)s AND p.code = (SELECT b.parent_code FROM boundary b"
+            "   WHERE b.set_id = %(set)s AND b.parent_code IS NOT NULL ORDER BY b.code LIMIT 1)"
+            " ORDER BY s.slug LIMIT 1", {"set": layer.set_id},
+        ).fetchone()
+        return row["slug"] if row else ""
+
+    found = _remembered(conn, ("parent", layer.set_id, layer.version), find)
+    return found or None
+
+
+def place_name(conn: Connection, layer: Layer) -> str | None:
+    """The name of the one unit all the layer's units lie in (Hackney; Greater London), if any.
+
+    The units' parent, or failing one, their parents' parent.
+    """
+    def find() -> str:
+        row = conn.execute(
+            """
+            WITH up AS (SELECT DISTINCT parent_code AS code FROM boundary
+                         WHERE set_id = %(set)s AND parent_code IS NOT NULL),
+                 up2 AS (SELECT DISTINCT p.parent_code AS code FROM boundary p
+                          JOIN up ON up.code = p.code
+                         WHERE p.set_id <> %(set)s AND p.parent_code IS NOT NULL),
+                 one AS (SELECT code FROM up WHERE (SELECT count(*) FROM up) = 1
+                         UNION ALL
+                         SELECT code FROM up2 WHERE (SELECT count(*) FROM up) > 1
+                            AND (SELECT count(*) FROM up2) = 1)
+            SELECT b.name FROM boundary b JOIN one ON one.code = b.code
+             WHERE b.set_id <> %(set)s ORDER BY b.set_id LIMIT 1
+            """, {"set": layer.set_id},
+        ).fetchone()
+        return row["name"] if row else ""
+
+    found = _remembered(conn, ("place", layer.set_id, layer.version), find)
+    return found or None
 
 
 # ---- provenance --------------------------------------------------------------------------

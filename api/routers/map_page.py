@@ -1,46 +1,52 @@
-"""``GET /map``: a folium choropleth of spend per head that works with no internet.
+"""``GET /map``: the budget teams' web map, and the two small answers it reads beside the tiles.
 
-Everything the page loads is served by this service: Leaflet comes from the installed
-``xstatic-leaflet`` package (mounted at ``/static/leaflet/`` by :func:`mount_static`), folium's
-CDN defaults (jQuery, Bootstrap, Font Awesome...) are switched off, there is no tile layer, and
-the legend is plain HTML + CSS (branca's colour-map legend needs d3 from a CDN). The page's
-own CSS and JavaScript are files in ``api/static/`` (served at ``/static/placespend/``), not
-strings in Python; the labels the popup needs travel in a JSON script element.
+The page is a folium (Leaflet) map whose every script, style and image is served by this
+service: Leaflet from the installed ``xstatic-leaflet`` package (``/static/leaflet/``), the
+plugins (Leaflet.VectorGrid, Leaflet.draw) and d3 / d3-sankey / html-to-image from
+``web/node_modules`` (``npm ci`` at set-up; ``/static/vendor/``), and the page's own
+JavaScript and CSS from ``api/static/`` (``/static/placespend/``). Nothing is fetched from
+outside unless a deployment configures a basemap (``PLACESPEND_BASEMAP_URL``).
 
-The router holds no domain logic: every figure is a feature property published by the run
-(see ``allocation/summary.py``), division and body names come from the store, and the
-attribution comes from the collection, the run's proxies and the spend batches the run read.
+- Outlines come from the vector tiles of the layer's boundary set (and its parent set's, for
+  borough outlines), so a 7,000-ward layer loads as fast as a 21-ward one; colours come from
+  ``GET /map/values`` (one measure for every area, classified by :mod:`placespend.mapview`).
+- A click asks the items endpoint which area is there (a point as a bbox) and shows its
+  published figures; a drawn or uploaded polygon asks ``POST /neighbourhoods/budget``; the
+  flow view asks ``GET /collections/{id}/flows``.
+- ``GET /map/labels`` gives a point inside each area in view, for its name.
+
+The router holds no domain logic: it reads the layer, hands the page its configuration as
+JSON, and answers the two small reads from :mod:`placespend.mapview` and the store.
 """
 
 from __future__ import annotations
 
-import bisect
 import html
 import json
-import math
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import folium
-from branca.colormap import linear
 from branca.element import Element, MacroElement
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from folium.plugins import Draw, VectorGridProtobuf
 from folium.template import Template
 from folium.utilities import JsCode
 from xstatic.pkg import leaflet as xstatic_leaflet
 
 from api.deps import ConnDep
-from domain.errors import NotFound
+from api.http import base_url, cached, check_known, etag, json_response
+from api.openapi import ERRORS
+from api.query import RunPin, parse_bbox
+from domain.errors import BadRequest, NotFound, SetupError
+from placespend import mapview
 from placespend.downloads import attribution_text
-from store import features, reference, runs
+from store import features, reference
 from store.db import Connection
 
-router = APIRouter()
+router = APIRouter(tags=["Map"])
 
 #: The collection shown when ``?collection=`` is not given.
 DEFAULT_COLLECTION = "hackney-wards-2014-spend-2014-15"
@@ -48,13 +54,30 @@ DEFAULT_COLLECTION = "hackney-wards-2014-spend-2014-15"
 LEAFLET_PREFIX = "/static/leaflet"
 #: Where the page's own CSS and JavaScript (api/static/) are served.
 STATIC_PREFIX = "/static/placespend"
+#: Where the browser libraries installed by ``npm ci`` (web/node_modules) are served.
+VENDOR_PREFIX = "/static/vendor"
 _STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-#: Collections with more features than this are simplified (metres) to keep the page light.
-SIMPLIFY_ABOVE = 100
-SIMPLIFY_M = 5.0
-#: Fill for wards without a per-head figure (no residents).
-NO_DATA_COLOUR = "#bdbdbd"
+_VENDOR_DIR = Path(__file__).resolve().parents[2] / "web" / "node_modules"
+#: The browser libraries the page loads, under VENDOR_PREFIX, in order.
+VENDOR_JS = (
+    "leaflet.vectorgrid/dist/Leaflet.VectorGrid.bundled.min.js",
+    "leaflet-draw/dist/leaflet.draw.js",
+    "d3/dist/d3.min.js",
+    "d3-sankey/dist/d3-sankey.min.js",
+    "html-to-image/dist/html-to-image.js",
+)
+VENDOR_CSS = ("leaflet-draw/dist/leaflet.draw.css",)
+#: Most label points one /map/labels answer holds (the largest areas first).
+MAX_LABELS = 400
+
 #: How the allocation methods read in a popup; unknown methods show their own name.
+METHOD_LABELS = {
+    "direct": "Reported for the place (direct)",
+    "agency_estimate": "Agency estimate",
+    "proxy": "Population proxy",
+    "area": "Area share",
+    "best_fit": "Best fit",
+}
 #: What each confidence grade tells a reader (allocation.summary.confidence makes them).
 CONFIDENCE_LABELS = {
     "A": "A: at least three quarters placed by what the bodies said about the place",
@@ -63,126 +86,34 @@ CONFIDENCE_LABELS = {
     "D": "D: an estimate, mostly spread by a population proxy",
     "E": "E: a rough estimate, mostly spread by land area",
 }
-
-METHOD_LABELS = {
-    "direct": "Reported for the place (direct)",
-    "agency_estimate": "Agency estimate",
-    "proxy": "Population proxy",
-    "area": "Area share",
-    "best_fit": "Best fit",
+BASIS_LABELS = {
+    "served": "Money paid to a GP practice is spread over the residents it serves",
+    "delivered": "Money paid to a site (a GP practice) is placed where the site is",
 }
 
 
 def mount_static(app: FastAPI) -> None:
-    """Serve Leaflet (from the installed xstatic-leaflet package) and the page's own files.
+    """Serve Leaflet, the npm-installed libraries and the page's own files.
 
-    Leaflet's files are not copied into git; the page's CSS and JavaScript are api/static/.
+    None of them is copied into git. A checkout whose ``web/node_modules`` is missing still
+    starts (the API works); the map page then answers 503 with the fix.
     """
-    app.mount(
-        LEAFLET_PREFIX,
-        StaticFiles(directory=xstatic_leaflet.BASE_DIR),
-        name="static-leaflet",
-    )
+    app.mount(LEAFLET_PREFIX, StaticFiles(directory=xstatic_leaflet.BASE_DIR),
+              name="static-leaflet")
+    app.mount(VENDOR_PREFIX, StaticFiles(directory=_VENDOR_DIR, check_dir=False),
+              name="static-vendor")
     app.mount(STATIC_PREFIX, StaticFiles(directory=_STATIC_DIR), name="static-placespend")
 
 
-@dataclass(frozen=True)
-class Classes:
-    """Equal-width classes with round edges, and their colours."""
-
-    edges: list[float]  # len(colours) + 1 ascending class edges
-    colours: list[str]
-
-    def index(self, value: float) -> int:
-        """The class ``value`` falls in (edges belong to the class above; the top is closed)."""
-        i = bisect.bisect_right(self.edges, value) - 1
-        return min(max(i, 0), len(self.colours) - 1)
-
-    def colour(self, value: float | None) -> str:
-        """Fill colour for ``value`` (grey when there is none)."""
-        return NO_DATA_COLOUR if value is None else self.colours[self.index(value)]
-
-
-def class_edges(values: Sequence[float], max_classes: int = 7) -> list[float]:
-    """Round class edges (steps of 1, 2, 2.5 or 5 x 10^k) giving at most ``max_classes``.
-
-    Equal, round steps read at a glance ("£2,000 to £2,250") and keep a ward's colour
-    proportional to its figure, even when the values bunch (the London collection, where
-    only Hackney's council spend is loaded, has 600 wards within £3 of each other).
-    """
-    lo, hi = min(values), max(values)
-    if math.isclose(lo, hi):  # one class
-        return [lo, max(hi, lo + 1)]
-    magnitude = 10 ** math.floor(math.log10((hi - lo) / max_classes))
-    for factor in (1, 2, 2.5, 5, 10, 20, 25, 50):
-        step = factor * magnitude
-        start, end = math.floor(lo / step) * step, math.ceil(hi / step) * step
-        if end == hi:  # the maximum would start a class of its own
-            end += step
-        n = round((end - start) / step)
-        if n <= max_classes:
-            return [start + i * step for i in range(n + 1)]
-    raise AssertionError("unreachable: a step of 50 x magnitude always fits")
-
-
-def classify(values: Sequence[float], max_classes: int = 7) -> Classes:
-    """Classes over ``values`` coloured with ColorBrewer YlOrRd (yellow low, red high)."""
-    edges = class_edges(values, max_classes)
-    n = len(edges) - 1
-    palette = getattr(linear, f"YlOrRd_{max(n, 3):02d}").colors
-    hexes = ["#" + "".join(f"{round(c * 255):02x}" for c in rgba[:3]) for rgba in palette]
-    if n < 3:
-        hexes = [hexes[1]] if n == 1 else [hexes[0], hexes[2]]
-    return Classes(edges, hexes)
-
-
-def _money(value: float) -> str:
-    return f"£{value:,.0f}"
-
-
-def _legend_html(
-    meta: dict,
-    classes: Classes,
-    counts: Counter[int],
-    no_data: int,
-    run_href: str,
-    others: list[tuple[str, str]],
-    unit: str,
-    bodies: list[str],
-) -> str:
-    """The legend panel: title, one swatch per class, the method note, other maps."""
-    e = html.escape
-    rows = []
-    for i, colour in enumerate(classes.colours):
-        lo, hi = classes.edges[i], classes.edges[i + 1]
-        n = counts.get(i, 0)
-        rows.append(
-            f'<li><i style="background:{colour}"></i>{_money(lo)} to {_money(hi)}'
-            f'<span class="ps-n">{n} {unit if n == 1 else unit + "s"}</span></li>'
-        )
-    rows.reverse()  # highest at the top, like the red end of the palette
-    if no_data:
-        rows.append(
-            f'<li><i style="background:{NO_DATA_COLOUR}"></i>no residents, no figure'
-            f'<span class="ps-n">{no_data}</span></li>'
-        )
-    switch = ""
-    if others:
-        links = " · ".join(f'<a href="{e(href)}">{e(title)}</a>' for href, title in others)
-        switch = f'<p class="ps-switch">Other maps: {links}</p>'
-    return (
-        f"<h2>Spend per head, £ ({e(meta['financial_year'])})</h2>"
-        f'<p class="ps-sub">{e(meta["title"])}</p>'
-        f'<ul class="ps-classes">{"".join(rows)}</ul>'
-        f'<p class="ps-note">Public spend of {e(_bodies_text(bodies))}.</p>'
-        f'<p class="ps-note">Figures apportioned by population proxies and catchments: see '
-        f'<a href="{e(run_href)}">{e(run_href)}</a>. Click a {unit} for its breakdown.</p>'
-        f"{switch}"
-    )
+def _check_vendor() -> None:
+    missing = [p for p in (*VENDOR_JS, *VENDOR_CSS) if not (_VENDOR_DIR / p).is_file()]
+    if missing:
+        raise SetupError(f"the map's browser libraries are not installed ({missing[0]})",
+                         "run: bash bin/setup (it runs npm ci in web/)", where="web/node_modules")
 
 
 class Panel(MacroElement):
-    """A Leaflet control holding ready-made HTML (the legend), with no JS dependency."""
+    """A Leaflet control holding an empty element the page's JavaScript fills."""
 
     _template = Template(
         """
@@ -191,7 +122,7 @@ class Panel(MacroElement):
             var panel = L.control({position: {{ this.position|tojson }}});
             panel.onAdd = function () {
                 var div = L.DomUtil.create("div", {{ this.css_class|tojson }});
-                div.innerHTML = {{ this.html|tojson }};
+                div.id = {{ this.element_id|tojson }};
                 L.DomEvent.disableClickPropagation(div);
                 L.DomEvent.disableScrollPropagation(div);
                 return div;
@@ -202,46 +133,12 @@ class Panel(MacroElement):
         """
     )
 
-    def __init__(self, html_text: str, *, css_class: str, position: str = "topright") -> None:
+    def __init__(self, element_id: str, *, css_class: str, position: str = "topright") -> None:
         super().__init__()
         self._name = "Panel"
-        self.html = html_text
+        self.element_id = element_id
         self.css_class = css_class
         self.position = position
-
-
-
-#: Bodies named in a popup (the largest in the feature); the rest are one "other" row.
-MAP_BODIES = 8
-OTHER_BODIES = "other_public_bodies"
-
-
-def _top_bodies(feature: dict) -> dict:
-    """The feature with only its :data:`MAP_BODIES` largest ``body_*`` figures.
-
-    The rest are summed as ``body_other_public_bodies``: the page stays small with dozens of
-    bodies.
-    """
-    props = feature["properties"]
-    bodies = sorted(((k, v) for k, v in props.items() if k.startswith("body_") and v),
-                    key=lambda kv: -abs(kv[1]))
-    kept = {k: v for k, v in props.items() if not k.startswith("body_")}
-    kept.update(bodies[:MAP_BODIES])
-    if len(bodies) > MAP_BODIES:
-        kept[f"body_{OTHER_BODIES}"] = round(sum(v for _, v in bodies[MAP_BODIES:]), 2)
-    return {**feature, "properties": kept}
-
-
-
-#: Each ward's tooltip, popup and hover outline: placespendOnEachFeature in placespend-map.js.
-_ON_EACH_FEATURE = JsCode("placespendOnEachFeature")
-
-
-def _bodies_text(bodies: Sequence[str]) -> str:
-    """The bodies a map counts: named when few, counted when many."""
-    if len(bodies) <= 3:
-        return ", ".join(bodies)
-    return f"{len(bodies)} public bodies (click an area for each one's share)"
 
 
 def _script_json(value: Any) -> str:
@@ -249,106 +146,197 @@ def _script_json(value: Any) -> str:
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e")
 
 
-def _attribution(conn: Connection, layer: features.Layer) -> str:
-    """Boundary, spend and population attribution, as escaped HTML for Leaflet's control."""
-    return html.escape(attribution_text(features.sources(conn, layer)))
-
-
-@router.get("/map", response_class=HTMLResponse, summary="Map of spend per head",
-            responses={404: {"description": "No such collection, or a boundary set (no figures)"}})
-def map_page(
-    request: Request,
-    conn: ConnDep,
-    collection: str = Query(
-        DEFAULT_COLLECTION,
-        description="collection id (see /collections), e.g. london-wards-2014-spend-2014-15",
-        max_length=200,
-    ),
-) -> HTMLResponse:
-    """A self-contained choropleth of a collection's ``per_head``, with popups per feature."""
-    layer = features.get_layer(conn, collection)
+def _publication(conn: Connection, collection: str, run: int | None) -> features.Layer:
+    layer = features.get_layer(conn, collection, run)
     if layer.run_id is None:
         raise NotFound(f"{collection!r} is a boundary set: it has no figures to map",
                        "map a publication of a run instead (see GET /collections)",
                        where="collection")
+    return layer
+
+
+def _tiles(root: str, slug: str) -> str:
+    return f"{root}/collections/{slug}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}"
+
+
+def _config(conn: Connection, layer: features.Layer, root: str, request: Request) -> dict:
+    """Everything the page's JavaScript needs, as one JSON object."""
+    names = [p["name"] for p in layer.properties]
+    all_bodies = reference.bodies(conn)
+    divisions = reference.cofog_divisions(conn)
+    settings = request.app.state.settings
     extent = features.summary(conn, layer)
-    count = extent["features"]
-    meta = {"id": layer.id, "title": layer.title, "financial_year": layer.financial_year,
-            "run_id": layer.run_id, "target_set": layer.set_slug, "bbox": extent["bbox"]}
-    page = features.items(
-        conn,
-        layer,
-        limit=max(count, 1),
-        simplify_m=SIMPLIFY_M if count > SIMPLIFY_ABOVE else 0.0,
-    )
-    feats: list[dict] = [_top_bodies(f) for f in json.loads(page.features_json)]
-    run = runs.get_run(conn, meta["run_id"])
+    parent = features.parent_layer(conn, layer)
+    q = request.query_params
+    return {
+        "collection": layer.id, "run": layer.run_id, "title": layer.title,
+        "financialYear": layer.financial_year, "basis": layer.basis, "fit": layer.fit,
+        "basisText": BASIS_LABELS.get(layer.basis or "", layer.basis or ""),
+        "place": features.place_name(conn, layer) or layer.title.split(": ", 1)[-1],
+        "setSlug": layer.set_slug,
+        "unit": "ward" if "ward" in layer.set_slug else "area",
+        "features": extent["features"], "bbox": extent["bbox"],
+        "tiles": {"areas": _tiles(root, layer.set_slug), "areasLayer": layer.set_slug,
+                  "outlines": _tiles(root, parent) if parent else None,
+                  "outlinesLayer": parent},
+        "urls": {"root": root, "values": f"{root}/map/values", "labels": f"{root}/map/labels",
+                 "collections": f"{root}/collections", "budget": f"{root}/neighbourhoods/budget",
+                 "sets": f"{root}/neighbourhood-sets", "run": f"{root}/runs/{layer.run_id}",
+                 "map": f"{root}/map"},
+        "siblings": mapview.siblings(conn, layer),
+        "bodies": {n[5:]: all_bodies.get(n[5:], {}).get("name", n[5:])
+                   for n in names if n.startswith("body_")},
+        "functions": {n[6:]: divisions.get(n[6:], f"COFOG {n[6:]}")
+                      for n in names if n.startswith("cofog_")},
+        "measure": {"body": q.get("body") or None, "function": q.get("function") or None,
+                    "per": q.get("per") or "head", "classes": q.get("classes") or "steps"},
+        "methods": METHOD_LABELS, "confidence": CONFIDENCE_LABELS,
+        "attribution": attribution_text(features.sources(conn, layer)),
+        "sources": features.sources(conn, layer),
+        "basemap": ({"url": settings.basemap_url, "attribution": settings.basemap_attribution}
+                    if settings.basemap_url else None),
+    }
+
+
+@router.get("/map", response_class=HTMLResponse, summary="The web map",
+            responses={404: ERRORS[404], 503: {"description": "Map libraries not installed"}})
+def map_page(
+    request: Request,
+    conn: ConnDep,
+    collection: Annotated[str, Query(
+        description="collection id (see /collections), e.g. london-wards-2014-spend-2014-15",
+        max_length=200)] = DEFAULT_COLLECTION,
+    run: RunPin = None,
+    body: Annotated[str | None, Query(description="colour by this body (slug)",
+                                      max_length=100)] = None,
+    function: Annotated[str | None, Query(description="colour by this COFOG division",
+                                          max_length=2)] = None,
+    per: Annotated[str | None, Query(description="head (default) or total")] = None,
+    classes: Annotated[str | None, Query(description="steps (default) or quantiles")] = None,
+) -> HTMLResponse:
+    """The map of one publication: choropleth, popups, drawing, flows, comparison, export."""
+    check_known(request, frozenset({"collection", "run", "body", "function", "per", "classes"}))
+    _check_vendor()
+    layer = _publication(conn, collection, run)
+    mapview.measure(layer, body, function, per, classes)  # a bad measure is a 400 now
     root = request.scope.get("root_path", "")
+    config = _config(conn, layer, root, request)
+    title = f"Public spend {layer.financial_year}: {config['place']}"
 
-    values = [f["properties"]["per_head"] for f in feats]
-    known = [v for v in values if v is not None]
-    classes = classify(known or [0.0])
-    counts = Counter(classes.index(v) for v in known)
-
-    unit = "ward" if count and "ward" in meta["target_set"] else "area"
-    others = [
-        (f"{root}/map?collection={c.id}", c.title)
-        for c in features.list_layers(conn)
-        if c.id != collection and c.run_id is not None
-    ]
-    title = f"Spend per head ({meta['financial_year']}): {meta['title']}"
-
-    fmap = folium.Map(location=None, tiles=None, control_scale=True, zoom_snap=0.25)
-    # Only Leaflet itself, served by this app: none of folium's CDN defaults.
+    basemap = config["basemap"]
+    fmap = folium.Map(location=None, tiles=None, control_scale=True, zoom_snap=0.25,
+                      prefer_canvas=True)
+    if basemap:
+        folium.TileLayer(basemap["url"], attr=basemap["attribution"] or "Basemap",
+                         name="Basemap", control=False).add_to(fmap)
     fmap.default_js = [("leaflet", f"{root}{LEAFLET_PREFIX}/leaflet.js")]
     fmap.default_css = [("leaflet_css", f"{root}{LEAFLET_PREFIX}/leaflet.css")]
     figure = fmap.get_root()
     figure.title = html.escape(title)
-    figure.header.add_child(Element('<link rel="icon" href="data:,">'), name="favicon")
-    figure.header.add_child(Element(
-        f'<link rel="stylesheet" href="{root}{STATIC_PREFIX}/placespend-map.css">'),
-        name="placespend_css")
-    body_names = {slug: b["name"] for slug, b in reference.bodies(conn).items()}
-    body_names[OTHER_BODIES] = "Other public bodies"
-    labels = {
-        "divisions": reference.cofog_divisions(conn),
-        "bodies": body_names,
-        "methods": METHOD_LABELS,
-        "confidence": CONFIDENCE_LABELS,
-        "foot": f"{meta['id']}, run {meta['run_id']}. Public spend in pounds; "
-        "per head = total / residents. Divisions with no spend are not listed; the "
-        f"{MAP_BODIES} largest bodies are named, the rest summed as other public bodies "
-        "(every body is in the API's properties).",
-    }
-    figure.header.add_child(Element(
-        '<script id="placespend-labels" type="application/json">'
-        f"{_script_json(labels)}</script>"
-        f'<script src="{root}{STATIC_PREFIX}/placespend-map.js"></script>'),
-        name="placespend_popup")
+    head = ['<link rel="icon" href="data:,">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">']
+    head += [f'<link rel="stylesheet" href="{root}{VENDOR_PREFIX}/{p}">' for p in VENDOR_CSS]
+    head.append(f'<link rel="stylesheet" href="{root}{STATIC_PREFIX}/placespend-map.css">')
+    figure.header.add_child(Element("\n".join(head)), name="placespend_head")
 
-    folium.GeoJson(
-        {"type": "FeatureCollection", "features": feats},
-        name=meta["title"],
-        style_function=lambda f: {
-            "fillColor": classes.colour(f["properties"]["per_head"]),
-            "fillOpacity": 0.85,
-            "color": "#555555",
-            "weight": 1 if count <= SIMPLIFY_ABOVE else 0.5,
-        },
-        on_each_feature=_ON_EACH_FEATURE,
-        attribution=_attribution(conn, layer),
-    ).add_to(fmap)
-    run_href = f"{root}/runs/{meta['run_id']}"
-    bodies = [body_names.get(b, b) for b in run["params"].get("bodies", [])]
-    Panel(
-        _legend_html(
-            meta, classes, counts, len(values) - len(known), run_href, others, unit, bodies
-        ),
-        css_class="ps-legend",
-    ).add_to(fmap)
-    if meta["bbox"]:  # keep the wards clear of the legend on the right
-        minx, miny, maxx, maxy = meta["bbox"]
-        fmap.fit_bounds(
-            [[miny, minx], [maxy, maxx]], padding_top_left=(10, 10), padding_bottom_right=(300, 10)
-        )
+    areas = VectorGridProtobuf(
+        config["tiles"]["areas"], name="Areas", show=False, control=False,
+        options={"rendererFactory": JsCode("L.canvas.tile"), "interactive": False,
+                 "maxNativeZoom": 16, "maxZoom": 20,
+                 "vectorTileLayerStyles": {layer.set_slug: JsCode("placespendAreaStyle")},
+                 "getFeatureId": JsCode("placespendFeatureId")})
+    areas.default_js = [("vector_grid", f"{root}{VENDOR_PREFIX}/{VENDOR_JS[0]}")]
+    areas.add_to(fmap)
+    outlines = None
+    if config["tiles"]["outlines"]:
+        outlines = VectorGridProtobuf(
+            config["tiles"]["outlines"], name="Outlines", show=False, control=False,
+            options={"rendererFactory": JsCode("L.canvas.tile"), "interactive": False,
+                     "maxNativeZoom": 16, "maxZoom": 20, "pane": "ps-outlines",
+                     "vectorTileLayerStyles": {config["tiles"]["outlinesLayer"]:
+                                               JsCode("placespendOutlineStyle")}})
+        outlines.default_js = areas.default_js
+        outlines.add_to(fmap)
+    drawn = folium.FeatureGroup(name="Drawn neighbourhood", control=False).add_to(fmap)
+    draw = Draw(
+        position="topleft", feature_group=drawn, show_geometry_on_click=False,
+        draw_options={"polyline": False, "circle": False, "marker": False,
+                      "circlemarker": False, "rectangle": {"showArea": False},
+                      "polygon": {"allowIntersection": False, "showArea": False}},
+        edit_options={"edit": False, "remove": False},
+    )
+    draw.default_js = [("leaflet_draw_js", f"{root}{VENDOR_PREFIX}/{VENDOR_JS[1]}")]
+    draw.default_css = []  # in the page's head, before the page's own CSS
+    draw.add_to(fmap)
+    Panel("ps-panel", css_class="ps-panel").add_to(fmap)
+    Panel("ps-sheet", css_class="ps-sheet", position="bottomleft").add_to(fmap)
+
+    config["names"] = {"map": fmap.get_name(), "areas": areas.get_name(),
+                       "outlines": outlines.get_name() if outlines else None,
+                       "drawn": drawn.get_name()}
+    libs = "".join(f'<script src="{root}{VENDOR_PREFIX}/{p}"></script>' for p in VENDOR_JS[2:])
+    figure.header.add_child(Element(
+        f'<script id="placespend-config" type="application/json">{_script_json(config)}'
+        f"</script>{libs}"
+        f'<script src="{root}{STATIC_PREFIX}/placespend-map.js"></script>'),
+        name="placespend_script")
     return HTMLResponse(figure.render())
+
+
+@router.get("/map/values", summary="One measure of a publication for every area, classified",
+            responses={200: {"content": {"application/json": {}, "text/csv": {}}},
+                       **{k: ERRORS[k] for k in (400, 404)}})
+def map_values(
+    request: Request,
+    conn: ConnDep,
+    collection: Annotated[str, Query(description="a publication's id (see /collections)",
+                                     max_length=200)],
+    run: RunPin = None,
+    body: Annotated[str | None, Query(description="one body's spending (slug), or all",
+                                      max_length=100)] = None,
+    function: Annotated[str | None, Query(description="one COFOG division (01-10), or all",
+                                          max_length=2)] = None,
+    per: Annotated[str | None, Query(description="head (default) or total")] = None,
+    classes: Annotated[str | None, Query(description="steps (default) or quantiles")] = None,
+    f: Annotated[str | None, Query(description="json (default) or csv")] = None,
+) -> Response:
+    """Each area's value (pounds, or pounds a head) and the legend's classes and counts.
+
+    With ``f=csv``: the view as a table (code, name, value, its class) with the run and the
+    attribution of every source, for a spreadsheet.
+    """
+    check_known(request, frozenset({"collection", "run", "body", "function", "per", "classes",
+                                    "f"}))
+    if f not in (None, "json", "csv"):
+        raise BadRequest(f"f={f!r} is not a format here", "use f=json or f=csv", where="f")
+    layer = _publication(conn, collection, run)
+    m = mapview.measure(layer, body, function, per, classes)
+    tag = etag(layer.id, layer.version, "map-values", m, f or "json")
+    if f == "csv":
+        text = mapview.choropleth_csv(conn, layer, m)
+        response = cached(request, tag, text, "text/csv; charset=utf-8", pinned=run is not None)
+        response.headers["Content-Disposition"] = (
+            f'attachment; filename="{layer.id}-run{layer.run_id}-map.csv"')
+        return response
+    body_json = json.dumps(mapview.choropleth(conn, layer, m), separators=(",", ":"))
+    return cached(request, tag, body_json, "application/json", pinned=run is not None)
+
+
+@router.get("/map/labels", summary="Where to write each area's name",
+            responses={k: ERRORS[k] for k in (400, 404)})
+def map_labels(
+    request: Request,
+    conn: ConnDep,
+    collection: Annotated[str, Query(description="a layer's id (see /collections)",
+                                     max_length=200)],
+    bbox: Annotated[str, Query(description="minlon,minlat,maxlon,maxlat (CRS84)",
+                               examples=["-0.11,51.53,-0.02,51.58"])],
+    limit: Annotated[int, Query(ge=1, le=MAX_LABELS)] = 200,
+) -> Response:
+    """A point inside each area in ``bbox`` (lon/lat), its code, name and area, largest first."""
+    check_known(request, frozenset({"collection", "bbox", "limit"}))
+    layer = features.get_layer(conn, collection)
+    points = features.label_points(conn, layer, parse_bbox(bbox), limit)
+    return json_response({"collection": layer.id, "labels": points},
+                         headers={"Link": f'<{base_url(request)}/collections/{layer.id}>; '
+                                          'rel="collection"'})

@@ -1,5 +1,11 @@
 # Placespend API image. The database is a separate PostGIS server (see compose.yaml), reached
-# through DATABASE_URL; nothing here builds or needs a browser.
+# through DATABASE_URL. The map's browser libraries are installed by npm in a first stage and
+# copied in; the image itself has no Node.js.
+FROM node:20-bookworm-slim AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund --ignore-scripts
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -26,6 +32,8 @@ COPY store/ store/
 COPY api/ api/
 COPY migrations/ migrations/
 RUN pip install --no-deps . && rm -rf build *.egg-info
+COPY --from=web /web/node_modules /app/web/node_modules
+ENV PLACESPEND_WEB_MODULES=/app/web/node_modules
 
 USER placespend
 EXPOSE 8000

@@ -255,7 +255,6 @@ def siblings(conn: Connection, layer: features.Layer) -> list[dict]:
     return sorted(
         ({"id": p.id, "run": p.run_id, "financial_year": p.financial_year, "basis": p.basis,
           "fit": p.fit, "title": p.title}
-         for p in features.list_layers(conn)
-         if p.run_id is not None and p.set_id == layer.set_id),
+         for p in features.publications_of_set(conn, layer.set_id)),
         key=lambda p: (p["financial_year"] or "", p["basis"] or "", p["fit"], p["id"]),
     )

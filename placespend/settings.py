@@ -27,6 +27,11 @@ class Settings(BaseSettings):
         description="memory for answers already made that can never change (tiles, pages of "
         "features, downloads of a run's publication); 0: make every answer afresh",
     )
+    web_modules: str | None = Field(
+        default=None,
+        description="the folder holding the map's browser libraries (npm ci in web/); "
+        "unset: web/node_modules beside the code, where bin/setup puts them",
+    )
     basemap_url: str | None = Field(
         default=None,
         description="an XYZ tile address ({z}/{x}/{y}) the map draws under the areas, for "

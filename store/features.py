@@ -13,11 +13,14 @@ as Mapbox Vector Tile bytes from ``ST_AsMVT``.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from threading import Lock
 from typing import Any
+
+from psycopg import sql
 
 from domain.errors import NotFound
 from store.db import Connection
@@ -432,16 +435,25 @@ def columns(conn: Connection, layer: Layer, names: list[str]) -> dict[str, list[
     ``{"code": [...], name: [...], ...}``: a map colours its tiles by these (names are bound
     parameters; a name the layer lacks gives None).
     """
-    params = _params(layer, **{f"p{i}": n for i, n in enumerate(names)})
-    picked = "".join(f", s.properties -> %(p{i})s AS p{i}" for i in range(len(names)))
-    rows = conn.execute(
-        f"WITH src AS ({_SOURCE[layer.kind]}) SELECT s.code{picked} FROM src s ORDER BY s.code",
-        params,
-    ).fetchall()
-    out: dict[str, list[Any]] = {"code": [r["code"] for r in rows]}
-    for i, n in enumerate(names):
-        out[n] = [r[f"p{i}"] for r in rows]
-    return out
+    kinds = {p["name"]: p["type"] for p in layer.properties}
+    # Each feature's properties read once (json_to_record parses the text a single time;
+    # ``->`` would parse it once a name, ``::jsonb`` would convert every number), and the
+    # columns sent as one JSON text, not a value at a time. Names the layer lacks are None.
+    record = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(
+            "float8" if kinds.get(n) in ("number", "integer") else "text"))
+        for n in names)
+    picked = sql.SQL("").join(
+        sql.SQL(", {}, json_agg(r.{} ORDER BY s.code)").format(
+            sql.Literal(f"p{i}"), sql.Identifier(n)) for i, n in enumerate(names))
+    query = sql.SQL(
+        "WITH src AS (" + _SOURCE[layer.kind] + ") SELECT json_build_object("
+        "'code', coalesce(json_agg(s.code ORDER BY s.code), '[]'){picked})::text AS cols"
+        " FROM src s, json_to_record(s.properties) AS r({record})",
+    ).format(picked=picked, record=record)
+    row = conn.execute(query, _params(layer)).fetchone()
+    cols = json.loads(row["cols"])
+    return {"code": cols["code"], **{n: cols[f"p{i}"] or [] for i, n in enumerate(names)}}
 
 
 def body_function_pence(conn: Connection, layer: Layer, body: str,
@@ -487,6 +499,15 @@ def label_points(conn: Connection, layer: Layer, bbox: tuple[float, float, float
     return [{"code": r["code"], "name": r["name"], "lon": round(float(r["lon"]), 6),
              "lat": round(float(r["lat"]), 6), "area_m2": round(float(r["area"]))}
             for r in rows]
+
+
+def publications_of_set(conn: Connection, set_id: int) -> list[Layer]:
+    """Every publication served now whose units are boundary set ``set_id``."""
+    rows = conn.execute(
+        _PUBLICATION + " JOIN collection_current cur ON cur.id = c.id AND cur.run_id = c.run_id"
+        " WHERE c.target_set_id = %s ORDER BY c.id", (set_id,),
+    ).fetchall()
+    return [_publication(r) for r in rows]
 
 
 def parent_layer(conn: Connection, layer: Layer) -> str | None:

@@ -37,9 +37,11 @@ from folium.utilities import JsCode
 from xstatic.pkg import leaflet as xstatic_leaflet
 
 from api.deps import ConnDep
+from api.cache import keep_answer
 from api.http import base_url, cached, check_known, etag, json_response
 from api.openapi import ERRORS
 from api.query import RunPin, parse_bbox
+from api.routers.features import remembered
 from domain.errors import BadRequest, NotFound, SetupError
 from placespend import mapview
 from placespend.downloads import attribution_text
@@ -58,14 +60,16 @@ STATIC_PREFIX = "/static/placespend"
 VENDOR_PREFIX = "/static/vendor"
 _STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 _VENDOR_DIR = Path(__file__).resolve().parents[2] / "web" / "node_modules"
-#: The browser libraries the page loads, under VENDOR_PREFIX, in order.
+#: The browser libraries the page loads, under VENDOR_PREFIX: the plugins folium's script
+#: needs at once, then those loaded when first used (the flow view, a PNG), in order.
 VENDOR_JS = (
     "leaflet.vectorgrid/dist/Leaflet.VectorGrid.bundled.min.js",
     "leaflet-draw/dist/leaflet.draw.js",
-    "d3/dist/d3.min.js",
-    "d3-sankey/dist/d3-sankey.min.js",
-    "html-to-image/dist/html-to-image.js",
 )
+VENDOR_LATER = {
+    "flows": ("d3/dist/d3.min.js", "d3-sankey/dist/d3-sankey.min.js"),
+    "png": ("html-to-image/dist/html-to-image.js",),
+}
 VENDOR_CSS = ("leaflet-draw/dist/leaflet.draw.css",)
 #: Most label points one /map/labels answer holds (the largest areas first).
 MAX_LABELS = 400
@@ -92,6 +96,11 @@ BASIS_LABELS = {
 }
 
 
+def _vendor_dir(app: FastAPI) -> Path:
+    configured = app.state.settings.web_modules
+    return Path(configured) if configured else _VENDOR_DIR
+
+
 def mount_static(app: FastAPI) -> None:
     """Serve Leaflet, the npm-installed libraries and the page's own files.
 
@@ -100,16 +109,20 @@ def mount_static(app: FastAPI) -> None:
     """
     app.mount(LEAFLET_PREFIX, StaticFiles(directory=xstatic_leaflet.BASE_DIR),
               name="static-leaflet")
-    app.mount(VENDOR_PREFIX, StaticFiles(directory=_VENDOR_DIR, check_dir=False),
+    app.mount(VENDOR_PREFIX, StaticFiles(directory=_vendor_dir(app), check_dir=False),
               name="static-vendor")
     app.mount(STATIC_PREFIX, StaticFiles(directory=_STATIC_DIR), name="static-placespend")
 
 
-def _check_vendor() -> None:
-    missing = [p for p in (*VENDOR_JS, *VENDOR_CSS) if not (_VENDOR_DIR / p).is_file()]
+def _check_vendor(app: FastAPI) -> None:
+    folder = _vendor_dir(app)
+    later = [p for paths in VENDOR_LATER.values() for p in paths]
+    missing = [p for p in (*VENDOR_JS, *later, *VENDOR_CSS) if not (folder / p).is_file()]
     if missing:
-        raise SetupError(f"the map's browser libraries are not installed ({missing[0]})",
-                         "run: bash bin/setup (it runs npm ci in web/)", where="web/node_modules")
+        raise SetupError(f"the map's browser libraries are not installed ({folder / missing[0]})",
+                         "run: bash bin/setup (it runs npm ci in web/), or point "
+                         "PLACESPEND_WEB_MODULES at an installed node_modules",
+                         where="web/node_modules")
 
 
 class Panel(MacroElement):
@@ -182,7 +195,9 @@ def _config(conn: Connection, layer: features.Layer, root: str, request: Request
         "urls": {"root": root, "values": f"{root}/map/values", "labels": f"{root}/map/labels",
                  "collections": f"{root}/collections", "budget": f"{root}/neighbourhoods/budget",
                  "sets": f"{root}/neighbourhood-sets", "run": f"{root}/runs/{layer.run_id}",
-                 "map": f"{root}/map"},
+                 "map": f"{root}/map",
+                 "later": {k: [f"{root}{VENDOR_PREFIX}/{p}" for p in paths]
+                           for k, paths in VENDOR_LATER.items()}},
         "siblings": mapview.siblings(conn, layer),
         "bodies": {n[5:]: all_bodies.get(n[5:], {}).get("name", n[5:])
                    for n in names if n.startswith("body_")},
@@ -216,7 +231,7 @@ def map_page(
 ) -> HTMLResponse:
     """The map of one publication: choropleth, popups, drawing, flows, comparison, export."""
     check_known(request, frozenset({"collection", "run", "body", "function", "per", "classes"}))
-    _check_vendor()
+    _check_vendor(request.app)
     layer = _publication(conn, collection, run)
     mapview.measure(layer, body, function, per, classes)  # a bad measure is a 400 now
     root = request.scope.get("root_path", "")
@@ -242,7 +257,7 @@ def map_page(
     areas = VectorGridProtobuf(
         config["tiles"]["areas"], name="Areas", show=False, control=False,
         options={"rendererFactory": JsCode("L.canvas.tile"), "interactive": False,
-                 "maxNativeZoom": 16, "maxZoom": 20,
+                 "tileSize": 512, "zoomOffset": -1, "maxNativeZoom": 17, "maxZoom": 20,
                  "vectorTileLayerStyles": {layer.set_slug: JsCode("placespendAreaStyle")},
                  "getFeatureId": JsCode("placespendFeatureId")})
     areas.default_js = [("vector_grid", f"{root}{VENDOR_PREFIX}/{VENDOR_JS[0]}")]
@@ -252,7 +267,8 @@ def map_page(
         outlines = VectorGridProtobuf(
             config["tiles"]["outlines"], name="Outlines", show=False, control=False,
             options={"rendererFactory": JsCode("L.canvas.tile"), "interactive": False,
-                     "maxNativeZoom": 16, "maxZoom": 20, "pane": "ps-outlines",
+                     "tileSize": 512, "zoomOffset": -1, "maxNativeZoom": 17, "maxZoom": 20,
+                     "pane": "ps-outlines",
                      "vectorTileLayerStyles": {config["tiles"]["outlinesLayer"]:
                                                JsCode("placespendOutlineStyle")}})
         outlines.default_js = areas.default_js
@@ -271,13 +287,15 @@ def map_page(
     Panel("ps-panel", css_class="ps-panel").add_to(fmap)
     Panel("ps-sheet", css_class="ps-sheet", position="bottomleft").add_to(fmap)
 
+    # The first colours travel in the page: no round trip before the tiles are asked for.
+    config["values"] = json.loads(_values_json(request, conn, layer, mapview.measure(
+        layer, body, function, per, classes)))
     config["names"] = {"map": fmap.get_name(), "areas": areas.get_name(),
                        "outlines": outlines.get_name() if outlines else None,
                        "drawn": drawn.get_name()}
-    libs = "".join(f'<script src="{root}{VENDOR_PREFIX}/{p}"></script>' for p in VENDOR_JS[2:])
     figure.header.add_child(Element(
         f'<script id="placespend-config" type="application/json">{_script_json(config)}'
-        f"</script>{libs}"
+        "</script>"
         f'<script src="{root}{STATIC_PREFIX}/placespend-map.js"></script>'),
         name="placespend_script")
     return HTMLResponse(figure.render())
@@ -318,8 +336,17 @@ def map_values(
         response.headers["Content-Disposition"] = (
             f'attachment; filename="{layer.id}-run{layer.run_id}-map.csv"')
         return response
-    body_json = json.dumps(mapview.choropleth(conn, layer, m), separators=(",", ":"))
-    return cached(request, tag, body_json, "application/json", pinned=run is not None)
+    response = cached(request, tag, _values_json(request, conn, layer, m), "application/json",
+                      pinned=run is not None)
+    return keep_answer(request, response) if run is not None else response
+
+
+def _values_json(request: Request, conn: Connection, layer: features.Layer,
+                 m: mapview.Measure) -> bytes:
+    """The measure's values as JSON, made once per publication and measure."""
+    return remembered(request, etag(layer.id, layer.version, "map-values-body", m),
+                      lambda: json.dumps(mapview.choropleth(conn, layer, m),
+                                         separators=(",", ":")).encode())
 
 
 @router.get("/map/labels", summary="Where to write each area's name",

@@ -88,8 +88,28 @@
         return {fill: false, color: "#111111", weight: 2, opacity: 0.85};
     };
 
-    // The first colours are asked for while the page is still parsing.
-    var firstValues = getJSON(urls.values + "?" + measureParams());
+    // The first colours came with the page.
+    var firstValues = Promise.resolve(config.values);
+
+    // Libraries only some views need (d3 for the flows, html-to-image for a PNG), loaded
+    // from the service the first time they are wanted.
+    var loading = {};
+    function later(what) {
+        if (!loading[what]) {
+            loading[what] = urls.later[what].reduce(function (done, src) {
+                return done.then(function () {
+                    return new Promise(function (resolve, reject) {
+                        var s = document.createElement("script");
+                        s.src = src;
+                        s.onload = resolve;
+                        s.onerror = function () { reject(new Error("could not load " + src)); };
+                        document.head.appendChild(s);
+                    });
+                });
+            }, Promise.resolve());
+        }
+        return loading[what];
+    }
 
     // ---- figures of one place, from a feature or from a neighbourhood budget --------------
     function figuresFromFeature(p) {
@@ -519,6 +539,10 @@
             query({code: code, run: state.layer.run});
     }
     function showFlows(doc, title) {
+        return later("flows").then(function () { drawFlows(doc, title); })
+            .catch(function (e) { status(e.message); });
+    }
+    function drawFlows(doc, title) {
         var nodes = doc.nodes.map(function (n) { return {id: n.id, name: n.name, kind: n.kind}; });
         var links = doc.links.filter(function (l) { return l.pence > 0; }).map(function (l) {
             return {source: l.source, target: l.target, value: l.pence, pounds: l.pounds};
@@ -657,11 +681,11 @@
         status("Making the picture…");
         var node = map.getContainer(), was = node.querySelector(".ps-attr-open") !== null;
         showCredits(true);
-        htmlToImage.toPng(node, {
+        later("png").then(function () { return htmlToImage.toPng(node, {
             pixelRatio: 1, cacheBust: false,
             filter: function (n) { return !(n.classList && (n.classList.contains("leaflet-draw") ||
                                                              n.classList.contains("ps-actions"))); },
-        }).then(function (url) {
+        }); }).then(function (url) {
             var a = document.createElement("a");
             a.href = url;
             a.download = state.layer.id + "-run" + state.layer.run + "-map.png";
@@ -730,10 +754,20 @@
             });
         });
     }
+    // Tiles of 512 pixels drawn from the vector tile one zoom out (zoomOffset -1): a quarter of
+    // the requests for the same picture (Leaflet.VectorGrid has no zoomOffset of its own).
+    function withZoomOffset(layer) {
+        var fetchTile = layer._getVectorTilePromise;
+        layer._getVectorTilePromise = function (coords) {
+            var z = coords.z + (layer.options.zoomOffset || 0);
+            return fetchTile.call(layer, {x: coords.x, y: coords.y, z: z});
+        };
+        return layer;
+    }
     function init() {
         map = window[config.names.map];
-        areas = window[config.names.areas];
-        outlines = config.names.outlines ? window[config.names.outlines] : null;
+        areas = withZoomOffset(window[config.names.areas]);
+        outlines = config.names.outlines ? withZoomOffset(window[config.names.outlines]) : null;
         drawn = window[config.names.drawn];
         map.createPane("ps-outlines").style.zIndex = 450;
         map.createPane("ps-labels").style.zIndex = 460;
@@ -750,7 +784,6 @@
                           {paddingTopLeft: [10, 10], paddingBottomRight: [narrow ? 10 : 330, 10]});
         }
         map.on("click", onMapClick);
-        map.on("moveend", updateLabels);
         map.on("draw:drawstart", function () { state.drawing = true; map.closePopup(); });
         map.on("draw:drawstop", function () { setTimeout(function () { state.drawing = false; }, 0); });
         map.on("draw:created", onDrawn);
@@ -767,15 +800,19 @@
         window.addEventListener("afterprint", function () { document.body.classList.remove("ps-printing"); });
         window.placespend.ready = firstValues.then(function (view) {
             applyValues(view);
-            areas.once("load", rendered);
+            areas.once("load", function () {
+                rendered();
+                // Borough outlines and names once the colours are drawn: they wait their turn.
+                if (outlines) { outlines.addTo(map); }
+                map.on("moveend", updateLabels);
+                updateLabels();
+            });
             areas.on("load", function () { // each full drawing, counted (tests wait for it)
                 var html = document.documentElement;
                 html.dataset.psDrawn = String(Number(html.dataset.psDrawn || 0) + 1);
             });
             areas.addTo(map);
             state.added = true;
-            if (outlines) { outlines.addTo(map); }
-            updateLabels();
             return view;
         }).catch(function (e) { status(e.message); });
     }

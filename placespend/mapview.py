@@ -14,8 +14,8 @@ class edges the legend shows, so the browser only looks colours up:
   residents has no per-head figure and is drawn as *no data*;
 - classes are equal steps of a round amount (1, 2, 2.5 or 5 x 10^k), at most seven, or
   (``quantiles``) five classes with about as many areas in each, edges rounded to three
-  significant figures; coloured with ColorBrewer's YlOrRd, a sequential palette ColorBrewer marks as safe for colour-blind
-  readers (pale yellow low, dark red high).
+  significant figures; coloured with ColorBrewer's YlOrRd, a sequential palette ColorBrewer
+  marks as safe for colour-blind readers (pale yellow low, dark red high).
 
 Worked example (Hackney's 21 wards, 2014-15, all spending per head): the figures run from
 £8,560 (Dalston) to £10,876 (Stamford Hill West); steps of £500 give five classes from £8,500
@@ -84,11 +84,12 @@ def class_edges(values: Sequence[float], max_classes: int = MAX_CLASSES) -> list
 
 
 def quantile_edges(values: Sequence[float], classes: int = 5) -> list[float]:
-    """Edges giving about as many areas in each class, rounded to three significant figures
-    of the spread between the first and last inner edge.
+    """Edges giving about as many areas in each class, rounded (see below).
 
-    For skewed figures (London per head, where one City of London ward is far above the
-    rest) equal steps put nearly every ward in one class; equal counts show the differences.
+    Each edge is rounded to three significant figures of the spread between the first and
+    last inner edge. For skewed figures (London per head, where one City of London ward is
+    far above the rest) equal steps put nearly every ward in one class; equal counts show the
+    differences.
     """
     ordered = sorted(values)
     lo, hi = ordered[0], ordered[-1]

@@ -36,8 +36,8 @@ from folium.template import Template
 from folium.utilities import JsCode
 from xstatic.pkg import leaflet as xstatic_leaflet
 
-from api.deps import ConnDep
 from api.cache import keep_answer
+from api.deps import ConnDep
 from api.http import base_url, cached, check_known, etag, json_response
 from api.openapi import ERRORS
 from api.query import RunPin, parse_bbox

@@ -24,6 +24,7 @@ from allocation import estimates
 from allocation.apportion import Apportionment, apportion, atom_proxy_values
 from allocation.conservation import LINE_COLUMNS, ConservationReport, TargetOutcome
 from allocation.crosswalk import best_fit, coded, target_values, text_targets, to_targets
+from allocation.flows import cells_of
 from allocation.summary import budget, feature_properties
 from domain.errors import ConservationError
 
@@ -282,7 +283,18 @@ def area_budget(run: Run, crosswalk: pd.DataFrame) -> dict[str, object]:
     :func:`allocation.summary.budget` and ``outside_pence``: the touched atoms' pence that lie
     outside the area.
     """
+    return area_budget_and_cells(run, crosswalk)[0]
+
+
+def area_budget_and_cells(run: Run, crosswalk: pd.DataFrame
+                          ) -> tuple[dict[str, object], pd.DataFrame]:
+    """:func:`area_budget`, and the area's pence by body and COFOG division (its flow view's).
+
+    Both from the one target allocation, so the cells (body, division, pence:
+    :func:`allocation.flows.cells_of`) add up to the budget's ``by_body_pence`` and
+    ``by_function_pence`` exactly.
+    """
     target_alloc, outside, population = _through(run, crosswalk, "the area")
-    figures = budget(target_alloc[["slice_id", "amount_pence"]], run.apportionment.slices,
-                     float(population.sum()))
-    return {"outside_pence": outside, **figures}
+    amounts = target_alloc[["slice_id", "amount_pence"]]
+    figures = budget(amounts, run.apportionment.slices, float(population.sum()))
+    return {"outside_pence": outside, **figures}, cells_of(amounts, run.apportionment.slices)

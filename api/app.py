@@ -13,7 +13,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors, openapi
 from api.cache import ByteCache, WarmAnswers
-from api.routers import crosswalks, features, map_page, neighbourhoods, runs, tiles, uploads
+from api.routers import (
+    crosswalks,
+    features,
+    flows,
+    map_page,
+    neighbourhoods,
+    runs,
+    tiles,
+    uploads,
+)
 from placespend import __version__
 from placespend.settings import Settings
 from store.db import open_pool
@@ -116,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(HeadAsGet)
     app.include_router(features.router)
     app.include_router(tiles.router)
+    app.include_router(flows.router)
     app.include_router(runs.router)
     app.include_router(neighbourhoods.router)
     app.include_router(uploads.router)

@@ -27,6 +27,7 @@ from allocation.apportion import atom_proxy_values
 from domain.errors import DuplicateUpload, InputError, NotFound
 from geo.crosswalk import build_crosswalk_via_cuts
 from geo.polygon import polygon_from_geojson
+from placespend.flows import flows_answer
 from store import atoms as store_atoms
 from store import boundaries as store_boundaries
 from store import reference, runs
@@ -50,12 +51,14 @@ def _run(conn: Connection, run_id: int | None) -> tuple[int, dict]:
     return run_id, runs.get_run(conn, run_id)
 
 
-def budget(conn: Connection, polygon: shapely.Geometry, run_id: int | None = None) -> dict:
+def budget(conn: Connection, polygon: shapely.Geometry, run_id: int | None = None, *,
+           name: str | None = None) -> dict:
     """The budget inside ``polygon`` (EPSG:27700) from ``run_id`` (default: the current run).
 
-    Returns run, area_m2, atoms (touched), atoms_split (straddling the edge) and the figures
+    Returns run, area_m2, atoms (touched), atoms_split (straddling the edge), the figures
     of :func:`allocation.pipeline.area_budget` (outside_pence: of the touched atoms' pence, the
-    part outside the polygon).
+    part outside the polygon) and ``flows``: its flow view (:func:`placespend.flows.flows_answer`,
+    named ``name``), from the same pence as ``by_body_pence`` and ``by_function_pence``.
     """
     run_id, run = _run(conn, run_id)
     atom_set = store_atoms.get_atom_set(conn, int(run["atom_set_id"]))
@@ -76,13 +79,14 @@ def budget(conn: Connection, polygon: shapely.Geometry, run_id: int | None = Non
     zones = sorted({z for z in touched["zone_code"] if isinstance(z, str)})
     values = reference.proxy_values(conn, int(atom_set["zone_set_id"]), codes=zones)
     stored = pipeline.Run.stored(product, slices, atom_proxy_values(touched, values))
-    figures = pipeline.area_budget(stored, xw)
+    figures, cells = pipeline.area_budget_and_cells(stored, xw)
     return {
         "run": run_id,
         "area_m2": round(float(shapely.area(polygon)), 1),
         "atoms": int(len(touched)),
         "atoms_split": int((xw["weight"] < 1.0).sum()),
         **figures,
+        "flows": flows_answer(conn, run_id, run["financial_year"], cells, name=name),
     }
 
 
@@ -159,7 +163,7 @@ def budget_of_geojson(conn: Connection, obj: Any, crs: str | None = None,
                       run_id: int | None = None) -> dict[str, Any]:
     """:func:`budget` of a GeoJSON polygon (see :mod:`geo.polygon`), with its name if given."""
     polygon, name = polygon_from_geojson(obj, crs)
-    return {"name": name or None, **budget(conn, polygon, run_id)}
+    return {"name": name or None, **budget(conn, polygon, run_id, name=name or None)}
 
 
 def save_geojson(conn: Connection, set_slug: str, obj: Any, crs: str | None = None,

@@ -286,3 +286,63 @@ def set_is_published(conn: Connection, target_set_id: int) -> bool:
     return conn.execute(
         "SELECT 1 FROM collection WHERE target_set_id = %s LIMIT 1", (target_set_id,)
     ).fetchone() is not None
+
+
+def place_cells(conn: Connection, run_id: int, target_set_id: int, fit: str = "split",
+                code: str | None = None) -> pd.DataFrame:
+    """A publication's pence by spending body and COFOG division: body, division, pence.
+
+    Of one unit (``code``) or, with ``code`` None, of every unit of the publication together
+    (the whole layer). Read from the publication's own target allocation, so each cell is
+    exactly what the features' ``body_<slug>`` and ``cofog_XX`` were summed from.
+    """
+    rows = conn.execute(
+        "SELECT b.slug AS body, left(s.cofog_code, 2) AS division,"
+        " sum(t.amount_pence)::bigint AS pence FROM target_allocation t"
+        " JOIN run_slice s ON s.run_id = t.run_id AND s.slice_id = t.slice_id"
+        " JOIN body b ON b.id = s.body_id"
+        " WHERE t.run_id = %s AND t.target_set_id = %s AND t.fit = %s"
+        " AND (%s::text IS NULL OR t.target_code = %s::text)"
+        " GROUP BY b.slug, left(s.cofog_code, 2) ORDER BY 1, 2",
+        (run_id, target_set_id, fit, code, code),
+    ).fetchall()
+    return pd.DataFrame({"body": [r["body"] for r in rows],
+                         "division": [r["division"] for r in rows],
+                         "pence": np.array([int(r["pence"]) for r in rows], dtype=np.int64)})
+
+
+def placed_by_body(conn: Connection, run_id: int) -> pd.DataFrame:
+    """What a run placed for each body over its whole geography: body, pence.
+
+    The sum of its lines' ``allocated_pence`` (the conservation report's): net of what the body
+    passed on to others and of what netting rules took off, with what it received from others
+    inside (the payee's own lines carry it), as the run's ``conservation.bodies`` says.
+    """
+    rows = conn.execute(
+        "SELECT b.slug AS body, sum(r.allocated_pence)::bigint AS pence FROM run_line r"
+        " JOIN spend_line l ON l.id = r.line_id JOIN body b ON b.id = l.body_id"
+        " WHERE r.run_id = %s GROUP BY b.slug ORDER BY b.slug",
+        (run_id,),
+    ).fetchall()
+    return pd.DataFrame({"body": [r["body"] for r in rows],
+                         "pence": np.array([int(r["pence"]) for r in rows], dtype=np.int64)})
+
+
+def feature_name(conn: Connection, collection_id: str, run_id: int, code: str) -> str | None:
+    """The name of a publication's feature ``code``, or None when it has no such feature."""
+    row = conn.execute(
+        "SELECT properties ->> 'name' AS name FROM collection_feature"
+        " WHERE collection_id = %s AND run_id = %s AND code = %s",
+        (collection_id, run_id, code),
+    ).fetchone()
+    return None if row is None else str(row["name"])
+
+
+def run_fingerprint(conn: Connection, run_id: int) -> str | None:
+    """The fingerprint of a run's inputs (``inputs_sha256``), or None when there is no such run.
+
+    Runs never change, so (database, run id, fingerprint) names what a run holds for good,
+    even in a database dropped and made again under the same name.
+    """
+    row = conn.execute("SELECT inputs_sha256 FROM run WHERE id = %s", (run_id,)).fetchone()
+    return None if row is None else str(row["inputs_sha256"])

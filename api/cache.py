@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Callable
 from threading import Lock
 
 from starlette.requests import Request
@@ -133,3 +134,17 @@ class WarmAnswers:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def remembered(request: Request, key: str, make: Callable[[], bytes]) -> bytes:
+    """The answer kept in the app's byte cache under ``key``, made (and kept) if not there.
+
+    For answers that can never change under their key: a layer's id and version (a run, or
+    what a boundary set holds) and the parameter object are in every key.
+    """
+    cache = request.app.state.cache
+    body = cache.get(key)
+    if body is None:
+        body = make()
+        cache.put(key, body)
+    return body

@@ -76,6 +76,12 @@ def _numbers(text: str, name: str, fix: str) -> list[float]:
     return numbers
 
 
+_NUMBER = r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?"
+#: Four numbers, or six with heights (a number each: parse_bbox checks ranges and order).
+#: For API descriptions only: parse_bbox refuses the rest with a 400 saying why in words.
+BBOX_PATTERN = rf"^ *{_NUMBER} *(, *{_NUMBER} *){{3}}((, *{_NUMBER} *){{2}})?$"
+
+
 def parse_bbox(text: str, bbox_crs: crs_.Crs | None = None) -> tuple[float, float, float, float]:
     """Parse a ``bbox`` in ``bbox_crs`` (default CRS84) into (minx, miny, maxx, maxy).
 

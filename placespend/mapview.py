@@ -130,6 +130,10 @@ def classify(values: Sequence[float], max_classes: int = MAX_CLASSES,
     return Classes(edges, hexes)
 
 
+#: The ten COFOG divisions a measure may name.
+DIVISIONS = tuple(f"{i:02d}" for i in range(1, 11))
+
+
 @dataclass(frozen=True)
 class Measure:
     """What the map colours by: a body (slug) or all, a division ("07") or all, per head."""
@@ -149,11 +153,10 @@ def measure(layer: features.Layer, body: str | None, function: str | None,
         raise BadRequest(f"{layer.id} has no figures for body {body!r}",
                          f"use one of: {', '.join(known)} (or leave body out for all bodies)",
                          where="body")
-    if function and f"cofog_{function}" not in names:
-        known = sorted(n[6:] for n in names if n.startswith("cofog_"))
-        raise BadRequest(f"{layer.id} has no COFOG division {function!r}",
-                         f"use one of: {', '.join(known)} (or leave function out for all)",
-                         where="function")
+    if function and function not in DIVISIONS:  # a division the layer lacks is £0 everywhere
+        raise BadRequest(f"{function!r} is not a COFOG division",
+                         "use 01 to 10 (e.g. function=09 for education), or leave function "
+                         "out for all spending", where="function")
     if per not in (None, "", "head", "total"):
         raise BadRequest(f"per={per!r} is not a measure", "use per=head or per=total",
                          where="per")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from threading import Lock
 from typing import Any, TypeAlias
 
 import psycopg
@@ -71,3 +72,28 @@ def open_pool(url: str, *, min_size: int = 1, max_size: int = 8) -> ConnectionPo
         pool.close()
         raise _setup_error(url, exc) from exc
     return pool
+
+
+_MEMO_LOCK = Lock()
+_MEMO: dict[tuple, Any] = {}
+
+
+def remembered(conn: Connection, key: tuple, make: Callable[[], Any]) -> Any:
+    """``make()``, worked out once per database and ``key``, for what can never change.
+
+    For facts of a run or of a boundary set's version (a key must name what fixes them). None
+    is not kept (what is not there yet may be made later: a run published to a new set).
+    """
+    info = conn.info
+    full = (info.host, info.port, info.dbname, *key)
+    with _MEMO_LOCK:
+        if full in _MEMO:
+            return _MEMO[full]
+    value = make()
+    if value is None:
+        return None
+    with _MEMO_LOCK:
+        if len(_MEMO) > 10_000:
+            _MEMO.clear()
+        _MEMO[full] = value
+    return value

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from threading import Lock
 from typing import Any
 
 from psycopg import sql
 
 from domain.errors import NotFound
-from store.db import Connection
+from store.db import Connection, remembered
 
 #: Web Mercator's half-width in metres (tile sizes per zoom).
 _MERCATOR_HALF = 20037508.342789244
@@ -185,7 +183,7 @@ def get_layer(conn: Connection, layer_id: str, run_id: int | None = None) -> Lay
             " AND cur.run_id = c.run_id WHERE c.id = %s", (layer_id,),
         ).fetchone()
     else:  # a publication of a run never changes: asked for by run, it is read once
-        row = _remembered(conn, ("publication", layer_id, run_id), lambda: conn.execute(
+        row = remembered(conn, ("publication", layer_id, run_id), lambda: conn.execute(
             _PUBLICATION + " WHERE c.id = %s AND c.run_id = %s", (layer_id, run_id)
         ).fetchone())
     if row is not None:
@@ -197,30 +195,6 @@ def get_layer(conn: Connection, layer_id: str, run_id: int | None = None) -> Lay
         if found is not None:
             return _boundary_layer(found)
     raise _not_found(conn, layer_id, run_id)
-
-
-_MEMO_LOCK = Lock()
-_MEMO: dict[tuple, Any] = {}
-
-
-def _remembered(conn: Connection, key: tuple, make: Callable[[], Any]) -> Any:
-    """``make()``, worked out once per database and ``key``, for what can never change.
-
-    None is not kept (what is not there yet may be made later: a run published to a new set).
-    """
-    info = conn.info
-    full = (info.host, info.port, info.dbname, *key)
-    with _MEMO_LOCK:
-        if full in _MEMO:
-            return _MEMO[full]
-    value = make()
-    if value is None:
-        return None
-    with _MEMO_LOCK:
-        if len(_MEMO) > 10_000:
-            _MEMO.clear()
-        _MEMO[full] = value
-    return value
 
 
 def summary(conn: Connection, layer: Layer) -> dict:
@@ -245,7 +219,7 @@ def summary(conn: Connection, layer: Layer) -> dict:
             "bbox_27700": [float(v) for v in row["bng"]] if row["n"] else None,
         }
 
-    return _remembered(conn, ("summary", layer.id, layer.version), count)
+    return remembered(conn, ("summary", layer.id, layer.version), count)
 
 
 def _not_found(conn: Connection, layer_id: str, run_id: int | None) -> NotFound:
@@ -521,7 +495,7 @@ def parent_layer(conn: Connection, layer: Layer) -> str | None:
         ).fetchone()
         return row["slug"] if row else ""
 
-    found = _remembered(conn, ("parent", layer.set_id, layer.version), find)
+    found = remembered(conn, ("parent", layer.set_id, layer.version), find)
     return found or None
 
 
@@ -548,7 +522,7 @@ def place_name(conn: Connection, layer: Layer) -> str | None:
         ).fetchone()
         return row["name"] if row else ""
 
-    found = _remembered(conn, ("place", layer.set_id, layer.version), find)
+    found = remembered(conn, ("place", layer.set_id, layer.version), find)
     return found or None
 
 

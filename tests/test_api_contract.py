@@ -56,6 +56,7 @@ COLLECTIONS = (HACKNEY, "hackney-wards-2014-spend-2013-14", "london-wards-2014-s
                "hackney-wards-2014", "hackney-wards-2013")
 FEATURES = ("E05009367", "E05009380", "E09000012")
 CROSSWALK_SETS = ("hackney-wards-2013", "hackney-wards-2014")
+BODIES = ("hackney", "gla", "nhs_england")
 RUNS = (1, 2, 3)
 #: The one neighbourhood set the saves go to (see _fit).
 NEIGHBOURHOOD_SET = "contract-neighbourhoods"
@@ -288,6 +289,8 @@ def _fit(case: Any) -> Any:
         query["run"] = _pick(query["run"], RUNS, share=2)
     if query.get("collection") is not None:  # /map: the small collections (it draws them all)
         query["collection"] = _pick(query["collection"], (HACKNEY, "hackney-wards-2014"))
+    if query.get("body") is not None:  # /map: a body the layer publishes (data, not schema)
+        query["body"] = _pick(query["body"], BODIES, share=4)
     if query.get("bbox") is not None:
         query["bbox"] = _bbox(query["bbox"], query.get("bbox-crs"))
     if query.get("datetime") is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -21,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from api import crs as crs_
 from api import formats
-from api.cache import keep_answer
+from api.cache import keep_answer, remembered
 from api.deps import ConnDep, SettingsDep
 from api.http import (
     base_url,
@@ -34,6 +33,7 @@ from api.http import (
 )
 from api.openapi import ERRORS, NOT_MODIFIED
 from api.query import (
+    BBOX_PATTERN,
     ItemsQuery,
     RunPin,
     financial_year_interval,
@@ -318,9 +318,6 @@ def queryables_doc(request: Request, conn: ConnDep, collectionId: str,  # noqa: 
 
 # ---- items -------------------------------------------------------------------------------
 
-_NUMBER = r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?"
-#: Four numbers, or six with heights (a number each: parse_bbox checks ranges and order).
-_BBOX_PATTERN = rf"^ *{_NUMBER} *(, *{_NUMBER} *){{3}}((, *{_NUMBER} *){{2}})?$"
 _DATE = r"(?!0000)[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
 _INSTANT = (rf"{_DATE}(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
             r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?")
@@ -337,20 +334,6 @@ def _limit_too_large(limit: int, maximum: int) -> RequestValidationError:
         "input": limit,
         "ctx": {"le": maximum},
     }])
-
-
-def remembered(request: Request, key: str, make: Callable[[], bytes]) -> bytes:
-    """The answer kept in the app's byte cache under ``key``, made (and kept) if not there.
-
-    For answers that can never change under their key: a layer's id and version (a run, or
-    what a boundary set holds) and the parameter object are in every key.
-    """
-    cache = request.app.state.cache
-    body = cache.get(key)
-    if body is None:
-        body = make()
-        cache.put(key, body)
-    return body
 
 
 def _page(conn: ConnDep, layer: store.Layer, q: ItemsQuery, out_crs: crs_.Crs) -> store.Page:
@@ -391,7 +374,7 @@ def items(
                     "-180..180 / -90..90. Features that intersect it.",
         # For the API description only: parse_bbox refuses the rest with a 400 saying why
         # in plain words (a regex in an error message helps nobody).
-        json_schema_extra={"pattern": _BBOX_PATTERN},
+        json_schema_extra={"pattern": BBOX_PATTERN},
         examples=["-0.11,51.53,-0.02,51.58"],
     )] = None,
     bbox_crs: Annotated[str | None, Query(

@@ -36,12 +36,11 @@ from folium.template import Template
 from folium.utilities import JsCode
 from xstatic.pkg import leaflet as xstatic_leaflet
 
-from api.cache import keep_answer
+from api.cache import keep_answer, remembered
 from api.deps import ConnDep
 from api.http import base_url, cached, check_known, etag, json_response
 from api.openapi import ERRORS
-from api.query import RunPin, parse_bbox
-from api.routers.features import remembered
+from api.query import BBOX_PATTERN, RunPin, parse_bbox
 from domain.errors import BadRequest, NotFound, SetupError
 from placespend import mapview
 from placespend.downloads import attribution_text
@@ -99,6 +98,22 @@ BASIS_LABELS = {
 def _vendor_dir(app: FastAPI) -> Path:
     configured = app.state.settings.web_modules
     return Path(configured) if configured else _VENDOR_DIR
+
+
+#: The measure's query parameters, shared by the page and /map/values.
+BodyParam = Annotated[str | None, Query(
+    description="colour by one body's spending (its slug, as in the layer's body_<slug> "
+                "properties), or leave it out for all bodies",
+    max_length=100, json_schema_extra={"pattern": "^[a-z0-9_]+$"}, examples=["hackney"])]
+FunctionParam = Annotated[str | None, Query(
+    description="colour by one COFOG division (01-10), or leave it out for all",
+    json_schema_extra={"enum": [f"{i:02d}" for i in range(1, 11)]}, examples=["09"])]
+PerParam = Annotated[str | None, Query(
+    description="head (default): pounds a resident; total: pounds",
+    json_schema_extra={"enum": ["head", "total"]})]
+ClassesParam = Annotated[str | None, Query(
+    description="steps (default): equal round steps; quantiles: about equal counts",
+    json_schema_extra={"enum": list(mapview.SCHEMES)})]
 
 
 def mount_static(app: FastAPI) -> None:
@@ -214,7 +229,8 @@ def _config(conn: Connection, layer: features.Layer, root: str, request: Request
 
 
 @router.get("/map", response_class=HTMLResponse, summary="The web map",
-            responses={404: ERRORS[404], 503: {"description": "Map libraries not installed"}})
+            responses={400: ERRORS[400], 404: ERRORS[404],
+                       503: {"description": "Map libraries not installed"}})
 def map_page(
     request: Request,
     conn: ConnDep,
@@ -222,12 +238,10 @@ def map_page(
         description="collection id (see /collections), e.g. london-wards-2014-spend-2014-15",
         max_length=200)] = DEFAULT_COLLECTION,
     run: RunPin = None,
-    body: Annotated[str | None, Query(description="colour by this body (slug)",
-                                      max_length=100)] = None,
-    function: Annotated[str | None, Query(description="colour by this COFOG division",
-                                          max_length=2)] = None,
-    per: Annotated[str | None, Query(description="head (default) or total")] = None,
-    classes: Annotated[str | None, Query(description="steps (default) or quantiles")] = None,
+    body: BodyParam = None,
+    function: FunctionParam = None,
+    per: PerParam = None,
+    classes: ClassesParam = None,
 ) -> HTMLResponse:
     """The map of one publication: choropleth, popups, drawing, flows, comparison, export."""
     check_known(request, frozenset({"collection", "run", "body", "function", "per", "classes"}))
@@ -310,13 +324,12 @@ def map_values(
     collection: Annotated[str, Query(description="a publication's id (see /collections)",
                                      max_length=200)],
     run: RunPin = None,
-    body: Annotated[str | None, Query(description="one body's spending (slug), or all",
-                                      max_length=100)] = None,
-    function: Annotated[str | None, Query(description="one COFOG division (01-10), or all",
-                                          max_length=2)] = None,
-    per: Annotated[str | None, Query(description="head (default) or total")] = None,
-    classes: Annotated[str | None, Query(description="steps (default) or quantiles")] = None,
-    f: Annotated[str | None, Query(description="json (default) or csv")] = None,
+    body: BodyParam = None,
+    function: FunctionParam = None,
+    per: PerParam = None,
+    classes: ClassesParam = None,
+    f: Annotated[str | None, Query(description="json (default) or csv",
+                                   json_schema_extra={"enum": ["json", "csv"]})] = None,
 ) -> Response:
     """Each area's value (pounds, or pounds a head) and the legend's classes and counts.
 
@@ -357,6 +370,7 @@ def map_labels(
     collection: Annotated[str, Query(description="a layer's id (see /collections)",
                                      max_length=200)],
     bbox: Annotated[str, Query(description="minlon,minlat,maxlon,maxlat (CRS84)",
+                               json_schema_extra={"pattern": BBOX_PATTERN},
                                examples=["-0.11,51.53,-0.02,51.58"])],
     limit: Annotated[int, Query(ge=1, le=MAX_LABELS)] = 200,
 ) -> Response:

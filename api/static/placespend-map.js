@@ -543,7 +543,11 @@
             .catch(function (e) { status(e.message); });
     }
     function drawFlows(doc, title) {
-        var nodes = doc.nodes.map(function (n) { return {id: n.id, name: n.name, kind: n.kind}; });
+        // A node's figure is its net pence as the map has it (doc.nodes[].pence); a Sankey
+        // draws the positive links only, so negative ones (net income) are listed below it.
+        var nodes = doc.nodes.map(function (n) {
+            return {id: n.id, name: n.name, kind: n.kind, pence: n.pence};
+        });
         var links = doc.links.filter(function (l) { return l.pence > 0; }).map(function (l) {
             return {source: l.source, target: l.target, value: l.pence, pounds: l.pounds};
         });
@@ -581,14 +585,20 @@
                 .attr("height", function (d) { return Math.max(1, d.y1 - d.y0); })
                 .attr("width", function (d) { return d.x1 - d.x0; })
                 .attr("fill", function (d) { return colour[d.kind] || "#999"; })
-                .append("title").text(function (d) { return d.name + ": " + gbp.format(d.value / 100); });
+                .append("title").text(function (d) { return d.name + ": " + gbp.format(d.pence / 100); });
             svg.append("g").attr("font-size", 11).selectAll("text").data(graph.nodes).join("text")
                 .attr("x", function (d) { return d.x0 < width / 2 ? d.x1 + 6 : d.x0 - 6; })
                 .attr("y", function (d) { return (d.y1 + d.y0) / 2; }).attr("dy", "0.35em")
                 .attr("text-anchor", function (d) { return d.x0 < width / 2 ? "start" : "end"; })
-                .text(function (d) { return d.name + " " + gbp.format(d.value / 100); });
+                .text(function (d) { return d.name + " " + gbp.format(d.pence / 100); });
         }
         box.appendChild(svg.node());
+        var negative = doc.links.filter(function (l) { return l.pence < 0; });
+        if (negative.length) {
+            box.appendChild(el("<p class='ps-note'>" + negative.length + " net income flow" +
+                (negative.length === 1 ? "" : "s") + " (a service taking in more than it cost) " +
+                "cannot be drawn as a band; they are in the table, and every figure counts them.</p>"));
+        }
         var rows = doc.links.map(function (l) {
             var name = function (id) { var n = doc.nodes.filter(function (x) { return x.id === id; })[0]; return n ? n.name : id; };
             return "<tr><td>" + esc(name(l.source)) + "</td><td>" + esc(name(l.target)) +

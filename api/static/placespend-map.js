@@ -425,6 +425,7 @@
     }
     function openSheet(title, html, view) {
         foldPanelOnPhone();
+        map.closePopup();
         var sheet = document.getElementById("ps-sheet");
         sheet.innerHTML = "<div class='ps-sheet-head'><h2 tabindex='-1'>" + esc(title) + "</h2>" +
             "<button type='button' class='ps-close' data-ps-action='close' aria-label='Close'>×</button></div>" +
@@ -548,9 +549,29 @@
         var nodes = doc.nodes.map(function (n) {
             return {id: n.id, name: n.name, kind: n.kind, pence: n.pence};
         });
-        var links = doc.links.filter(function (l) { return l.pence > 0; }).map(function (l) {
-            return {source: l.source, target: l.target, value: l.pence, pounds: l.pounds};
+        // Bodies under 1% of the place's total are drawn as one node (the table lists each).
+        var OTHER = "body:other", small = {};
+        var placeTotal = doc.total_pence || 0;
+        nodes.forEach(function (n) {
+            if (n.kind === "body" && placeTotal > 0 && Math.abs(n.pence) < 0.01 * placeTotal) {
+                small[n.id] = true;
+            }
         });
+        if (Object.keys(small).length > 1) {
+            var otherPence = nodes.filter(function (n) { return small[n.id]; })
+                .reduce(function (t, n) { return t + n.pence; }, 0);
+            nodes = nodes.filter(function (n) { return !small[n.id]; });
+            nodes.push({id: OTHER, kind: "body", pence: otherPence,
+                        name: Object.keys(small).length + " other bodies, each under 1%"});
+        } else { small = {}; }
+        var merged = {};
+        doc.links.filter(function (l) { return l.pence > 0; }).forEach(function (l) {
+            var source = small[l.source] ? OTHER : l.source, target = small[l.target] ? OTHER : l.target;
+            var key = source + "\u0000" + target;
+            merged[key] = merged[key] || {source: source, target: target, value: 0};
+            merged[key].value += l.pence;
+        });
+        var links = Object.keys(merged).map(function (k) { return merged[k]; });
         var totalPence = doc.links.filter(function (l) {
             return nodes.some(function (n) { return n.id === l.target && n.kind === "function"; });
         }).reduce(function (s, l) { return s + l.pence; }, 0);
@@ -562,13 +583,13 @@
         var used = {};
         links.forEach(function (l) { used[l.source] = used[l.target] = true; });
         nodes = nodes.filter(function (n) { return used[n.id]; });
-        var width = Math.min(760, window.innerWidth - 40), height = Math.max(260, 22 * nodes.length);
+        var width = Math.min(760, window.innerWidth - 40), height = Math.max(240, 17 * nodes.length);
         var svg = d3.create("svg").attr("viewBox", [0, 0, width, height]).attr("width", width)
             .attr("height", height).attr("role", "img")
             .attr("aria-label", "Flows of " + gbp.format(totalPence / 100));
         if (links.length) {
             var layout = d3.sankey().nodeId(function (d) { return d.id; }).nodeWidth(12)
-                .nodePadding(8).extent([[1, 1], [width - 1, height - 6]]);
+                .nodePadding(8).extent([[1, 1], [width - 250, height - 6]]); // room for the names
             var graph = layout({nodes: nodes.map(function (d) { return Object.assign({}, d); }),
                                 links: links.map(function (d) { return Object.assign({}, d); })});
             var colour = {funder: "#1b9e77", body: "#7570b3", function: "#d95f02"};
@@ -587,10 +608,13 @@
                 .attr("fill", function (d) { return colour[d.kind] || "#999"; })
                 .append("title").text(function (d) { return d.name + ": " + gbp.format(d.pence / 100); });
             svg.append("g").attr("font-size", 11).selectAll("text").data(graph.nodes).join("text")
-                .attr("x", function (d) { return d.x0 < width / 2 ? d.x1 + 6 : d.x0 - 6; })
+                .attr("x", function (d) { return d.x1 + 6; })
                 .attr("y", function (d) { return (d.y1 + d.y0) / 2; }).attr("dy", "0.35em")
-                .attr("text-anchor", function (d) { return d.x0 < width / 2 ? "start" : "end"; })
-                .text(function (d) { return d.name + " " + gbp.format(d.pence / 100); });
+                .attr("text-anchor", "start")
+                .text(function (d) {
+                    var name = d.name.length > 38 ? d.name.slice(0, 36) + "…" : d.name;
+                    return name + " " + gbp.format(d.pence / 100);
+                });
         }
         box.appendChild(svg.node());
         var negative = doc.links.filter(function (l) { return l.pence < 0; });

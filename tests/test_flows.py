@@ -27,7 +27,7 @@ from placespend.runs import RunRequest, RunResult, make_run, publish
 from placespend.settings import Settings
 from store import runs as store_runs
 from store.db import Connection, connect
-from tests.test_run_fixture import load_world_sets, world_files
+from tests.test_run_fixture import load_world_proxy, load_world_sets, world_files
 
 HACKNEY = "hackney-wards-2014-spend-2014-15"
 HACKNEY_CENTRAL = "E05009372"
@@ -274,9 +274,7 @@ def _world_with_a_grant(url: str, folder: Path) -> RunRequest:
     paths = world_files(folder)
     with connect(url) as conn:
         load_world_sets(conn, paths, cofog=["09", "10"])
-        load.load_proxy(conn, load.Upload(paths["proxies"], "proxies.csv"),
-                        load.ProxyOptions(slug="residents-all", unit_set="fx-zones", year=2020,
-                                          code_field="unit_code", value_field="residents-all"))
+        load_world_proxy(conn, paths)
         spend = folder / "spend.csv"
         spend.write_text(
             "body,body_name,financial_year,line,function,amount,area_set,area_code\n"

@@ -55,6 +55,14 @@ def load_world_sets(conn: Connection, paths: dict[str, Path], cofog: list[str]) 
                                                   name_field="name", parent_field="parent_code"))
 
 
+
+def load_world_proxy(conn: Connection, paths: dict[str, Path], slug: str = "residents-all") -> None:
+    """One of the world's proxies (a column of its proxies file), on its zones."""
+    load.load_proxy(conn, load.Upload(paths["proxies"], "proxies.csv"),
+                    load.ProxyOptions(slug=slug, unit_set="fx-zones", year=2020,
+                                      code_field="unit_code", value_field=slug))
+
+
 def _load_world(url: str, folder: Path | None = None) -> dict[str, Path]:
     import tempfile
 
@@ -63,9 +71,7 @@ def _load_world(url: str, folder: Path | None = None) -> dict[str, Path]:
     with connect(url) as conn:
         load_world_sets(conn, paths, cofog=["01", "07", "09", "10"])
         for slug in world.PROXY_VALUES["proxy"].unique():
-            load.load_proxy(conn, load.Upload(paths["proxies"], "proxies.csv"),
-                            load.ProxyOptions(slug=slug, unit_set="fx-zones", year=2020,
-                                              code_field="unit_code", value_field=slug))
+            load_world_proxy(conn, paths, slug)
         load.load_spend(conn, load.Upload(paths["spend"], "world.csv"),
                         load.SpendLoadOptions())
     return paths

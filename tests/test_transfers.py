@@ -19,16 +19,14 @@ from placespend.runs import RunRequest, make_run, publish
 from placespend.settings import Settings
 from store import features
 from store.db import connect
-from tests.test_run_fixture import load_world_sets, world_files
+from tests.test_run_fixture import load_world_proxy, load_world_sets, world_files
 
 
 def _world_with_two_bodies(url: str, folder: Path) -> RunRequest:
     paths = world_files(folder)
     with connect(url) as conn:
         load_world_sets(conn, paths, cofog=["10"])
-        load.load_proxy(conn, load.Upload(paths["proxies"], "proxies.csv"),
-                        load.ProxyOptions(slug="residents-all", unit_set="fx-zones", year=2020,
-                                          code_field="unit_code", value_field="residents-all"))
+        load_world_proxy(conn, paths)
         spend = folder / "spend.csv"
         spend.write_text(
             "body,body_name,financial_year,line,function,amount,area_set,area_code\n"

@@ -187,7 +187,8 @@ def _tiles(root: str, slug: str) -> str:
     return f"{root}/collections/{slug}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}"
 
 
-def _config(conn: Connection, layer: features.Layer, root: str, request: Request) -> dict:
+def _config(conn: Connection, layer: features.Layer, m: mapview.Measure, root: str,
+            request: Request) -> dict:
     """Everything the page's JavaScript needs, as one JSON object."""
     names = [p["name"] for p in layer.properties]
     all_bodies = reference.bodies(conn)
@@ -195,7 +196,7 @@ def _config(conn: Connection, layer: features.Layer, root: str, request: Request
     settings = request.app.state.settings
     extent = features.summary(conn, layer)
     parent = features.parent_layer(conn, layer)
-    q = request.query_params
+    sources = features.sources(conn, layer)
     return {
         "collection": layer.id, "run": layer.run_id, "title": layer.title,
         "financialYear": layer.financial_year, "basis": layer.basis, "fit": layer.fit,
@@ -218,11 +219,12 @@ def _config(conn: Connection, layer: features.Layer, root: str, request: Request
                    for n in names if n.startswith("body_")},
         "functions": {n[6:]: divisions.get(n[6:], f"COFOG {n[6:]}")
                       for n in names if n.startswith("cofog_")},
-        "measure": {"body": q.get("body") or None, "function": q.get("function") or None,
-                    "per": q.get("per") or "head", "classes": q.get("classes") or "steps"},
+        "measure": {"body": m.body, "function": m.function,
+                    "per": "head" if m.per_head else "total", "classes": m.scheme},
         "methods": METHOD_LABELS, "confidence": CONFIDENCE_LABELS,
-        "attribution": attribution_text(features.sources(conn, layer)),
-        "sources": features.sources(conn, layer),
+        "attribution": attribution_text(sources), "sources": sources,
+        # The first colours travel in the page: no round trip before the tiles are asked for.
+        "values": json.loads(_values_json(request, conn, layer, m)),
         "basemap": ({"url": settings.basemap_url, "attribution": settings.basemap_attribution}
                     if settings.basemap_url else None),
     }
@@ -247,9 +249,9 @@ def map_page(
     check_known(request, frozenset({"collection", "run", "body", "function", "per", "classes"}))
     _check_vendor(request.app)
     layer = _publication(conn, collection, run)
-    mapview.measure(layer, body, function, per, classes)  # a bad measure is a 400 now
+    m = mapview.measure(layer, body, function, per, classes)  # a bad measure is a 400 now
     root = request.scope.get("root_path", "")
-    config = _config(conn, layer, root, request)
+    config = _config(conn, layer, m, root, request)
     title = f"Public spend {layer.financial_year}: {config['place']}"
 
     basemap = config["basemap"]
@@ -301,9 +303,6 @@ def map_page(
     Panel("ps-panel", css_class="ps-panel").add_to(fmap)
     Panel("ps-sheet", css_class="ps-sheet", position="bottomleft").add_to(fmap)
 
-    # The first colours travel in the page: no round trip before the tiles are asked for.
-    config["values"] = json.loads(_values_json(request, conn, layer, mapview.measure(
-        layer, body, function, per, classes)))
     config["names"] = {"map": fmap.get_name(), "areas": areas.get_name(),
                        "outlines": outlines.get_name() if outlines else None,
                        "drawn": drawn.get_name()}

@@ -112,10 +112,11 @@
     }
 
     // ---- figures of one place, from a feature or from a neighbourhood budget --------------
-    function figuresFromFeature(p) {
-        var f = {kind: "area", code: p.code, name: p.name, collection: state.layer.id,
-                 run: state.layer.run, year: state.layer.financial_year,
-                 basis: state.layer.basis, population: p.population, total: p.total,
+    function figuresFromFeature(p, layer) { // layer: the publication it is from (default: shown)
+        layer = layer || state.layer;
+        var f = {kind: "area", code: p.code, name: p.name, collection: layer.id,
+                 run: layer.run, year: layer.financial_year,
+                 basis: layer.basis, population: p.population, total: p.total,
                  per_head: p.per_head, range_low: p.range_low, range_high: p.range_high,
                  functions: [], bodies: [], shares: {}, confidence: p.confidence};
         Object.keys(p).forEach(function (k) {
@@ -701,11 +702,7 @@
         var url = urls.collections + "/" + encodeURIComponent(s.id) + "/items/" + encodeURIComponent(a.code) +
             "?" + query({run: s.run});
         getJSON(url).then(function (feature) {
-            var saved = state.layer;
-            state.layer = {id: s.id, run: s.run, financial_year: s.financial_year, basis: s.basis, fit: s.fit};
-            var figs = figuresFromFeature(feature.properties);
-            state.layer = saved;
-            state.compare[1] = figs;
+            state.compare[1] = figuresFromFeature(feature.properties, s);
             showCompare();
         }).catch(function (e) { status(e.message); });
     }

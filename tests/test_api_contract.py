@@ -33,6 +33,7 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pyproj import Transformer
 from schemathesis.checks import not_a_server_error
 from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import (
@@ -204,8 +205,9 @@ def _neighbourhood(case: Any) -> None:
     metres = "27700" in str((case.query or {}).get("crs") or "")  # else lon/lat, as GeoJSON is
     saving = case.method.upper() == "POST" and "neighbourhood-sets" in case.path
     if saving:  # each saved polygon in its own cell of a grid over Hackney: no overlaps
+        # (a MultiPolygon's parts reach up to 3 radii, 300 m, east of its centre: 400 m cells)
         i = next(_SAVES)
-        x, y = 533_000.0 + 300.0 * (i % 30), 184_000.0 + 300.0 * (i // 30)
+        x, y = 533_000.0 + 400.0 * (i % 30), 184_000.0 + 400.0 * (i // 30)
     else:
         x, y = 533_000.0, 184_000.0
     centre, radius = ((x, y), 100.0) if metres else (_lon_lat(x, y), 0.001)
@@ -223,9 +225,15 @@ def _neighbourhood(case: Any) -> None:
             case.query = {**(case.query or {}), "name": f"contract {i}"}
 
 
+_TO_LON_LAT = Transformer.from_crs(27700, 4326, always_xy=True)
+
+
 def _lon_lat(x: float, y: float) -> tuple[float, float]:
-    """Near enough for a test polygon: British National Grid to lon/lat around Hackney."""
-    return -0.0780 + (x - 533_000.0) / 69_400.0, 51.5450 + (y - 184_000.0) / 111_250.0
+    """British National Grid to lon/lat, exactly: a polygon sent in either CRS lands in its
+    own grid cell (a linear guess was 600 m out, so a lon/lat save could overlap a metres one).
+    """
+    lon, lat = _TO_LON_LAT.transform(x, y)
+    return float(lon), float(lat)
 
 
 def _upload(kind: str) -> dict[str, Any]:

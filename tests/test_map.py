@@ -451,6 +451,28 @@ def test_drawing_a_polygon_shows_the_neighbourhood_endpoints_budget(
     watched.clean()
 
 
+def test_uploading_a_polygon_shows_its_budget_and_a_bad_file_says_why(
+        watched: Watched, server: str, client: TestClient, tmp_path: Path) -> None:
+    page = watched.open(f"{server}/map")
+    shape = {"type": "Feature", "properties": {"name": "Mare Street strip"},
+             "geometry": {"type": "Polygon", "coordinates": [
+                 [[lon, lat] for lon, lat in [*DRAWN, DRAWN[0]]]]}}
+    good = tmp_path / "mare-street.geojson"
+    good.write_text(json.dumps(shape))
+    page.set_input_files("#ps-upload", str(good))
+    sheet = page.locator("#ps-sheet[data-view='budget']")
+    sheet.wait_for(state="visible")
+    api = client.post("/neighbourhoods/budget", params={"run": 2}, json=shape).json()
+    assert "Mare Street strip: its budget" in sheet.inner_text()
+    assert f"{_gbp(api['total_pence'] / 100)} in total" in sheet.inner_text()
+    bad = tmp_path / "broken.geojson"
+    bad.write_text('{"type": "Polygon", "coordinates": [[[0, 0], [1, 1]]')
+    page.set_input_files("#ps-upload", str(bad))
+    page.wait_for_function("document.getElementById('ps-status').textContent.includes('JSON')")
+    assert "broken.geojson is not JSON" in page.locator("#ps-status").inner_text()
+    watched.clean()
+
+
 def test_saving_a_drawn_neighbourhood_to_placespend_needs_a_key(
         watched: Watched, server: str, api_key: str) -> None:
     page = watched.open(f"{server}/map")

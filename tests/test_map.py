@@ -394,6 +394,23 @@ def test_switching_function_and_per_head_changes_colours_and_legend(
     watched.clean()
 
 
+def test_the_year_selector_opens_the_other_years_figures(watched: Watched, server: str,
+                                                         client: TestClient) -> None:
+    page = watched.open(f"{server}/map?function=07")
+    page.wait_for_load_state("networkidle")  # leaving sooner aborts the outlines' requests
+    with page.expect_navigation():
+        page.select_option("#ps-year", HACKNEY_EARLIER)
+    page.wait_for_function("document.documentElement.dataset.psRendered === '1'")
+    assert f"collection={HACKNEY_EARLIER}" in page.url and "function=07" in page.url
+    legend = page.locator("#ps-legend").inner_text()
+    assert "2013-14" in legend and "Health (COFOG 07), £ per head" in legend
+    earlier = client.get("/map/values", params={"collection": HACKNEY_EARLIER,
+                                                "function": "07"}).json()
+    assert page.evaluate("placespend.state.view.values") == earlier["values"]
+    assert page.locator("#ps-run").get_attribute("href").endswith("/runs/1")
+    watched.clean()
+
+
 def test_clicking_a_ward_shows_the_apis_figures(watched: Watched, server: str,
                                                 client: TestClient, tmp_path: Path) -> None:
     page = watched.open(f"{server}/map")

@@ -308,13 +308,13 @@
         }
     }
 
-    function rememberView() {
+    function viewAddress(collection) { // the page's address for the measure shown
         var m = state.measure;
-        var q = query({collection: state.layer.id, body: m.body, "function": m.function,
-                       per: m.per === "head" ? null : m.per,
-                       classes: m.classes === "steps" ? null : m.classes});
-        history.replaceState(null, "", urls.map + (q ? "?" + q : ""));
+        return urls.map + "?" + query({collection: collection, body: m.body,
+            "function": m.function, per: m.per === "head" ? null : m.per,
+            classes: m.classes === "steps" ? null : m.classes});
     }
+    function rememberView() { history.replaceState(null, "", viewAddress(state.layer.id)); }
 
     function refresh() {
         status("Loading…");
@@ -325,17 +325,17 @@
         }).catch(function (e) { status(e.message); });
     }
 
+    // Another year or basis is another publication: its own bodies, functions, run and
+    // credits, so the page is opened afresh for it (the outlines come from the browser's cache).
     function switchLayer(id) {
         var next = config.siblings.filter(function (s) { return s.id === id; })[0];
         if (!next) { return; }
-        state.layer = {id: next.id, run: next.run, financial_year: next.financial_year,
-                       basis: next.basis, fit: next.fit, title: next.title};
-        map.closePopup();
-        document.getElementById("ps-panel").innerHTML = panelHtml();
-        wirePanel();
-        document.getElementById("ps-run").href = urls.root + "/runs/" + next.run;
-        document.getElementById("ps-run").textContent = urls.root + "/runs/" + next.run;
-        return refresh();
+        if (!state.measure.body) { location.assign(viewAddress(next.id)); return; }
+        // A body the other publication has no figures for is dropped (all bodies instead).
+        getJSON(urls.values + "?" + query({collection: next.id, run: next.run,
+                                           body: state.measure.body, per: "total"}))
+            .catch(function () { state.measure.body = null; })
+            .then(function () { location.assign(viewAddress(next.id)); });
     }
 
     function wirePanel() {

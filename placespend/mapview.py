@@ -42,6 +42,8 @@ from store.db import Connection
 NO_DATA_COLOUR = "#bdbdbd"
 #: Classes a legend has at most.
 MAX_CLASSES = 7
+#: A penny, in pounds: figures closer than this are the same figure.
+PENNY = 0.01
 
 
 @dataclass(frozen=True)
@@ -62,24 +64,27 @@ class Classes:
 
 
 def class_edges(values: Sequence[float], max_classes: int = MAX_CLASSES) -> list[float]:
-    """Round class edges (steps of 1, 2, 2.5 or 5 x 10^k) giving at most ``max_classes``.
+    """Round class edges (steps of 1, 2, 2.5 or 5 x 10^k pounds) giving at most ``max_classes``.
 
     Equal, round steps read at a glance ("£2,000 to £2,250") and keep an area's colour
     proportional to its figure, even when the values bunch (600 London wards within £3 of
-    each other when only one borough's council spend is loaded).
+    each other when only one borough's council spend is loaded). A step is whole pence:
+    figures less than a penny apart are one class.
     """
     lo, hi = min(values), max(values)
-    if math.isclose(lo, hi):  # one class
+    if hi - lo < PENNY:  # one class
         return [lo, max(hi, lo + 1)]
-    magnitude = 10 ** math.floor(math.log10((hi - lo) / max_classes))
+    magnitude = max(PENNY, 10 ** math.floor(math.log10((hi - lo) / max_classes)))
     for factor in (1, 2, 2.5, 5, 10, 20, 25, 50):
         step = factor * magnitude
+        if abs(step / PENNY - round(step / PENNY)) > 1e-6:  # 2.5p: not whole pence
+            continue
         start, end = math.floor(lo / step) * step, math.ceil(hi / step) * step
-        if end == hi:  # the maximum would start a class of its own
+        if end <= hi:  # the maximum would start a class of its own
             end += step
         n = round((end - start) / step)
         if n <= max_classes:
-            return [start + i * step for i in range(n + 1)]
+            return [round(start + i * step, 2) for i in range(n + 1)]
     raise AssertionError("unreachable: a step of 50 x magnitude always fits")
 
 
@@ -87,27 +92,31 @@ def quantile_edges(values: Sequence[float], classes: int = 5) -> list[float]:
     """Edges giving about as many areas in each class, rounded (see below).
 
     Each edge is rounded to three significant figures of the spread between the first and
-    last inner edge. For skewed figures (London per head, where one City of London ward is
-    far above the rest) equal steps put nearly every ward in one class; equal counts show the
-    differences.
+    last inner edge (and to whole pence). For skewed figures (London per head, where one City
+    of London ward is far above the rest) equal steps put nearly every ward in one class;
+    equal counts show the differences.
     """
     ordered = sorted(values)
     lo, hi = ordered[0], ordered[-1]
-    if math.isclose(lo, hi):
+    if hi - lo < PENNY:
         return [lo, max(hi, lo + 1)]
     cuts = [ordered[min(len(ordered) - 1, round(k * len(ordered) / classes))]
             for k in range(1, classes)]
-    spread = (cuts[-1] - cuts[0]) or (hi - lo)  # round to the bulk's scale, not the outlier's
-    unit = 10 ** (math.floor(math.log10(spread)) - 2)
-    inner = [round(c / unit) * unit for c in cuts]
-    edges = [math.floor(lo / unit) * unit, *inner, math.ceil(hi / unit) * unit]
-    if edges[-1] == hi:
+    spread = cuts[-1] - cuts[0]
+    if spread < PENNY:  # the bulk is one figure: round to the whole range's scale
+        spread = hi - lo
+    unit = max(PENNY, 10 ** (math.floor(math.log10(spread)) - 2))
+    edges = [math.floor(lo / unit) * unit, *(round(c / unit) * unit for c in cuts),
+             math.ceil(hi / unit) * unit]
+    if edges[-1] <= hi:
         edges[-1] += unit
     out: list[float] = []
     for e in edges:  # rounding can make two edges one; a class needs two distinct edges
-        e = round(e, 10)
+        e = round(e, 2)
         if not out or e > out[-1]:
             out.append(e)
+    if out[-1] < hi:  # the top edge holds the maximum
+        out.append(round(out[-1] + unit, 2))
     return out
 
 

@@ -406,8 +406,8 @@ def tile(conn: Connection, layer: Layer, z: int, x: int, y: int, *, cap: int) ->
 def columns(conn: Connection, layer: Layer, names: list[str]) -> dict[str, list[Any]]:
     """Some of a layer's properties for every feature, as columns ordered by code.
 
-    ``{"code": [...], name: [...], ...}``: a map colours its tiles by these (names are bound
-    parameters; a name the layer lacks gives None).
+    ``{"code": [...], name: [...], ...}``: a map colours its tiles by these. Names are quoted
+    as SQL identifiers (never spliced as text); a name the layer lacks gives None.
     """
     kinds = {p["name"]: p["type"] for p in layer.properties}
     # Each feature's properties read once (json_to_record parses the text a single time;

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from placespend.mapview import Classes, class_edges, classify, quantile_edges
@@ -239,6 +241,20 @@ def test_quantile_classes_share_the_areas_out() -> None:
     for v in skewed:
         counts[classes.index(v)] += 1
     assert max(counts) - min(counts) <= 10, counts  # equal steps put 600 in one class
+
+
+@given(st.lists(st.floats(min_value=-1e9, max_value=1e9, allow_nan=False), min_size=1,
+                max_size=300), st.sampled_from(["steps", "quantiles"]))
+@settings(max_examples=300, deadline=None)
+def test_every_value_falls_in_a_class_of_the_legend(values: list[float], scheme: str) -> None:
+    classes = classify(values, scheme=scheme)
+    edges = classes.edges
+    assert all(a < b for a, b in zip(edges, edges[1:], strict=False))  # ascending, distinct
+    assert len(classes.colours) == len(edges) - 1 <= 7
+    assert edges[0] <= min(values) and max(values) <= edges[-1]
+    for v in values:  # the class a value is drawn in holds it
+        i = classes.index(v)
+        assert edges[i] <= v and (v < edges[i + 1] or (i == len(edges) - 2 and v <= edges[-1]))
 
 
 # --- (b) the page in a real browser -----------------------------------------------------------

@@ -340,6 +340,8 @@ def _label_point(client: TestClient, code: str) -> tuple[float, float]:
 
 
 def _click_ward(page: Page, client: TestClient, code: str) -> str:
+    # A closed popup fades out for 200 ms before Leaflet removes it: wait until it has gone.
+    page.wait_for_function("document.querySelectorAll('.leaflet-popup').length === 0")
     x, y = _pixel(page, *_label_point(client, code))
     page.mouse.click(x, y)
     popup = page.locator(".leaflet-popup-content")

@@ -388,8 +388,11 @@
             "<p class='ps-popup-actions'><button type='button' data-ps-action='flows-area'>Follow the money</button> " +
             "<button type='button' data-ps-action='compare-area'>Compare</button></p>";
         foldPanelOnPhone();
-        L.popup({maxWidth: 400, minWidth: Math.min(300, window.innerWidth - 80), autoPanPaddingTopLeft: [60, 10],
-                 autoPanPaddingBottomRight: [330, 10], className: "ps-popup"})
+        var narrow = window.innerWidth < 700; // a phone: no panel at the right to keep clear of
+        L.popup({maxWidth: Math.min(400, window.innerWidth - 110),
+                 minWidth: Math.min(300, window.innerWidth - 110),
+                 autoPanPaddingTopLeft: [narrow ? 50 : 60, narrow ? 40 : 10],
+                 autoPanPaddingBottomRight: [narrow ? 10 : 330, 10], className: "ps-popup"})
             .setLatLng(latlng || highlight.getBounds().getCenter())
             .setContent("<div class='ps-popup-body'>" + figuresHtml(figs) + links + "</div>")
             .on("remove", function () { if (highlight) { map.removeLayer(highlight); highlight = null; } })

@@ -63,6 +63,11 @@ class Classes:
         return NO_DATA_COLOUR if value is None else self.colours[self.index(value)]
 
 
+def _pennies(lo: float, hi: float) -> tuple[float, float]:
+    """The lowest and highest figure widened to whole pence (the edges are whole pence)."""
+    return math.floor(round(lo * 100, 6)) / 100, math.ceil(round(hi * 100, 6)) / 100
+
+
 def class_edges(values: Sequence[float], max_classes: int = MAX_CLASSES) -> list[float]:
     """Round class edges (steps of 1, 2, 2.5 or 5 x 10^k pounds) giving at most ``max_classes``.
 
@@ -71,9 +76,9 @@ def class_edges(values: Sequence[float], max_classes: int = MAX_CLASSES) -> list
     each other when only one borough's council spend is loaded). A step is whole pence:
     figures less than a penny apart are one class.
     """
-    lo, hi = min(values), max(values)
+    lo, hi = _pennies(min(values), max(values))
     if hi - lo < PENNY:  # one class
-        return [lo, max(hi, lo + 1)]
+        return [lo, lo + 1]
     magnitude = max(PENNY, 10 ** math.floor(math.log10((hi - lo) / max_classes)))
     for factor in (1, 2, 2.5, 5, 10, 20, 25, 50):
         step = factor * magnitude
@@ -97,9 +102,9 @@ def quantile_edges(values: Sequence[float], classes: int = 5) -> list[float]:
     equal counts show the differences.
     """
     ordered = sorted(values)
-    lo, hi = ordered[0], ordered[-1]
+    lo, hi = _pennies(ordered[0], ordered[-1])
     if hi - lo < PENNY:
-        return [lo, max(hi, lo + 1)]
+        return [lo, lo + 1]
     cuts = [ordered[min(len(ordered) - 1, round(k * len(ordered) / classes))]
             for k in range(1, classes)]
     spread = cuts[-1] - cuts[0]

@@ -361,6 +361,12 @@ def _click_ward(page: Page, client: TestClient, code: str) -> str:
     page.mouse.click(x, y)
     popup = page.locator(".leaflet-popup-content")
     popup.wait_for(state="visible")
+    # The popup pans the map into view: a click during the pan can land on the moving map.
+    page.evaluate("""() => new Promise((done) => {
+        const m = window[placespend.config.names.map];
+        if (m._panAnim && m._panAnim._inProgress) m.once("moveend", () => done());
+        else done();
+    })""")
     return popup.inner_text()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,21 +12,27 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import errors, openapi
+from api import errors, limits, observe, openapi
+from api.audit import AuditWrites
 from api.cache import ByteCache, WarmAnswers
 from api.routers import (
+    admin,
     crosswalks,
     features,
     flows,
     map_page,
     neighbourhoods,
+    operations,
     runs,
     tiles,
     uploads,
 )
 from placespend import __version__
 from placespend.settings import Settings
-from store.db import open_pool
+from store.db import api_url, open_pool, pooled
+from store.runs import reap_attempts
+
+log = logging.getLogger("placespend.api")
 
 
 class HeadAsGet:
@@ -88,7 +95,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.settings = settings.model_copy(
                 update={"database_url": resolve_database_url()}
             )
-        app.state.pool = open_pool(app.state.settings.database_url)
+        current = app.state.settings
+        # Never as the owner: the role that can read all and write only what endpoints write.
+        url = current.api_database_url or api_url(current.database_url,
+                                                  current.api_db_password)
+        app.state.pool = open_pool(url, statement_timeout_ms=current.statement_timeout_ms)
+        try:
+            with pooled(app.state.pool) as conn:
+                reap_attempts(conn)  # runs a stopped process left 'running' are marked failed
+        except Exception:  # noqa: BLE001 - an unmigrated database: /ready says so, with the fix
+            log.warning("could not look for interrupted runs (is the database migrated?)",
+                        exc_info=True)
         try:
             yield
         finally:
@@ -110,19 +127,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.cache = ByteCache(settings.cache_mb * 1024 * 1024)
     errors.install(app)
-    # Outermost last. HEAD runs as GET through everything (CORS, gzip) and only its body is
-    # dropped, so its headers are the GET's; CORS answers preflights; gzip when asked (not
+    # Outermost last. Every request gets its id, access log line and metrics first (so they
+    # see every answer, refusals included, and HEAD as HEAD); HEAD runs as GET through
+    # everything else (CORS, gzip) and only its body is dropped, so its headers are the GET's;
+    # CORS answers preflights (and its headers reach the refusals below); clients over their
+    # rate (429) and bodies over their size (413) are refused, and every write attempt, refusals
+# included, is audited once answered; gzip when asked (not
     # already-encoded bodies); the timing of everything inside; answers to run-pinned requests
     # already made sent before routing.
     app.add_middleware(WarmAnswers)
     app.add_middleware(ServerTiming)
     app.add_middleware(GZipMiddleware, minimum_size=1000, compresslevel=6)
+    limits.install(app, settings)
+    app.add_middleware(AuditWrites)
     app.add_middleware(
         CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
         allow_headers=["*"], expose_headers=["ETag", "Content-Crs", "Server-Timing",
-                                             "Content-Disposition"],
+                                             "Content-Disposition", "Retry-After",
+                                             "X-Request-Id", "X-Placespend-Truncated"],
     )
     app.add_middleware(HeadAsGet)
+    observe.install(app, settings)
     app.include_router(features.router)
     app.include_router(tiles.router)
     app.include_router(flows.router)
@@ -131,5 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(uploads.router)
     app.include_router(crosswalks.router)
     app.include_router(map_page.router)
+    app.include_router(operations.router)
+    app.include_router(admin.router)
     map_page.mount_static(app)
     return app

@@ -7,6 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.limits import presented_key
+from domain.access import Grant
 from placespend.settings import Settings
 from store.db import Connection, pooled
 
@@ -26,13 +28,19 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ConnDep = Annotated[Connection, Depends(get_conn)]
 
 
-def require_key(request: Request, conn: ConnDep) -> dict:
-    """The API key of a write request (``Authorization: Bearer KEY`` or ``X-API-Key``)."""
+def require_key(request: Request, conn: ConnDep) -> Grant:
+    """The grant of a write request's key (401 without a known key, 403 if revoked).
+
+    The grant is kept on the request for the audit entry (api/audit.py); what the role and
+    scope allow is checked where the write is made (:mod:`domain.access`).
+    """
     from placespend import keys
 
-    auth = request.headers.get("authorization", "")
-    presented = auth[7:] if auth.lower().startswith("bearer ") else None
-    return keys.check(conn, presented or request.headers.get("x-api-key"))
+    presented = presented_key(request.scope)
+    request.state.key_prefix = presented[:10] if presented else None
+    grant = keys.check(conn, presented)
+    request.state.grant = grant
+    return grant
 
 
-KeyDep = Annotated[dict, Depends(require_key)]
+KeyDep = Annotated[Grant, Depends(require_key)]

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from domain.errors import PlacespendError
+from store.db import translate
 
 log = logging.getLogger("placespend.api")
 
@@ -123,6 +124,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        known = translate(exc)  # a refused change, a lost race, a timeout, a lost connection
+        if known is not None:
+            log.warning("%s on %s: %s", type(exc).__name__, request.url.path, known.cause)
+            return JSONResponse(known.as_dict(), status_code=known.status)
         log.exception("unhandled error on %s", request.url.path)
         return JSONResponse(
             {

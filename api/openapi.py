@@ -21,6 +21,15 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "A parameter is wrong (body: code, cause, where, fix)"},
     404: {"description": "No such collection, feature or run"},
 }
+#: The statuses every write (a request with an API key) may add to its own.
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No API key, or an unknown one"},
+    403: {"description": "The key was revoked, or its role or scope does not allow this"},
+    409: {"description": "A concurrent request stored the same thing, or it would change "
+                         "what is published"},
+    429: {"description": "Too many writes from this key: wait as Retry-After says"},
+    503: {"description": "The database is out of reach or took too long: nothing was kept"},
+}
 #: The answer to ``If-None-Match`` with the current ETag.
 NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified (If-None-Match matched the ETag)"},

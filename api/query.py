@@ -18,6 +18,7 @@ from fastapi import Query, Request
 
 from api import crs as crs_
 from domain.errors import BadRequest
+from placespend.settings import Settings
 from store.features import Filter, Layer
 
 _FINANCIAL_YEAR = re.compile(r"^(\d{4})-(\d{2})$")
@@ -31,6 +32,23 @@ RunPin = Annotated[int | None, Query(
 )]
 #: The largest zoom tiles are made for (about 2 cm a pixel in London).
 MAX_ZOOM = 24
+#: The largest ``offset`` of /items by default (``max_offset``; the API description says it).
+DEFAULT_MAX_OFFSET: int = Settings.model_fields["max_offset"].default
+
+
+def check_offset(offset: int, maximum: int, collection_id: str = "{collectionId}") -> None:
+    """Refuse an ``offset`` past ``maximum`` (400 naming ``offset``).
+
+    Paging that deep costs the database the whole skip every time; a bbox, a filter or the
+    download gets there at once.
+    """
+    if offset > maximum:
+        raise BadRequest(
+            f"offset {offset:,} is over this server's maximum of {maximum:,}",
+            "narrow the request with bbox (or a property filter) so fewer pages are needed, "
+            f"or take every feature at once from /collections/{collection_id}/download",
+            where="offset",
+        )
 
 
 @dataclass(frozen=True)

@@ -186,3 +186,24 @@ class Forbidden(PlacespendError):
 
     status = 403
     code = "forbidden"
+
+
+class Conflict(PlacespendError):
+    """Another request wrote the same thing at the same moment, or the write breaks a rule."""
+
+    status = 409
+    code = "conflict"
+
+
+class Unavailable(PlacespendError):
+    """The database is out of reach, out of space, or took longer than allowed: retry later."""
+
+    status = 503
+    code = "unavailable"
+
+
+class RateLimited(PlacespendError):
+    """Too many requests from one key or client."""
+
+    status = 429
+    code = "rate_limited"

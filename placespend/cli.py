@@ -7,6 +7,7 @@ from them are printed as one line naming the cause and the fix, with a non-zero 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -47,7 +48,51 @@ def _migrate(url: str) -> list[str]:
     from store.migrate import migrate
 
     with connect(url) as conn:
-        return migrate(conn)
+        return migrate(conn, api_password=Settings().api_db_password)
+
+
+def _cli_actor() -> str:
+    """Who the CLI acts for, in the audit log and run records: ``cli:USER``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+#: CLI commands that write, audited like HTTP writes (command -> action name).
+_AUDITED = {"load": "load", "run": "run", "publish": "publish", "keys": "keys"}
+
+
+def _audit(args: argparse.Namespace, settings: Settings, outcome: str,
+           detail: str | None) -> None:
+    """Append the audit entry of a CLI write (quietly skipped when no database answers)."""
+    import socket
+
+    from placespend import audit
+    from store.db import connect
+
+    cmd = args.command
+    if cmd not in _AUDITED or (cmd == "keys" and args.action == "list"):
+        return
+    action = {"load": f"load:{getattr(args, 'load_kind', '')}",
+              "keys": f"key:{getattr(args, 'action', '')}"}.get(cmd, _AUDITED[cmd])
+    target = (getattr(args, "file", None) or getattr(args, "name", None)
+              or (str(args.run_id) if getattr(args, "run_id", None) else None)
+              or (str(getattr(args, "made_run", "")) or None))
+    url = settings.database_url or os.environ.get("DATABASE_URL")
+    try:
+        if not url:
+            from store import cluster
+
+            url = cluster.resolve_database_url()
+        with connect(url) as conn:
+            audit.record(conn, action=action, outcome=outcome, actor=_cli_actor(),
+                         role="admin", target=target, detail=detail,
+                         client=socket.gethostname())
+    except Exception:  # noqa: BLE001 - a missing database was the error already reported
+        pass
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
@@ -126,7 +171,8 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     _migrate(url)
     with connect(url) as conn:
         if args.action == "create":
-            key = keys.create(conn, args.name)
+            key = keys.create(conn, args.name, args.role, bodies=args.body,
+                              places=args.place, created_by=_cli_actor())
             console.print(f"key {args.name!r} created. It is shown only now; keep it safe:")
             print(key)
         elif args.action == "revoke":
@@ -134,10 +180,12 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
             console.print(f"key {args.name!r} revoked")
         else:
             table = Table(title="API keys (only their first characters are kept readable)")
-            for col in ("name", "prefix", "role", "created", "revoked"):
+            for col in ("name", "prefix", "role", "scope", "created", "revoked"):
                 table.add_column(col)
             for k in store_keys.list_keys(conn):
+                scope = ", ".join([*(k["bodies"] or []), *(k["places"] or [])]) or "all"
                 table.add_row(k["name"], k["prefix"] + "…", k["role"],
+                              scope if k["role"] == "editor" else "",
                               f"{k['created_at']:%Y-%m-%d %H:%M}",
                               "" if k["revoked_at"] is None else f"{k['revoked_at']:%Y-%m-%d}")
             console.print(table)
@@ -237,7 +285,7 @@ def _print_publications(conn: object, run_id: int) -> None:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Compute a year's run (publications derived, none made public unless --publish)."""
     from placespend import distributed
-    from placespend.runs import DEFAULT_TARGETS, RunRequest, make_run, publish
+    from placespend.runs import DEFAULT_TARGETS, RunRequest, make_run_recorded
     from store.db import connect
     from store.runs import get_run
 
@@ -256,16 +304,17 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if client is not None:
             console.print(f"apportioning on the dask cluster at {client.scheduler.address}")
+        request = RunRequest(**kwargs)
+        result = make_run_recorded(lambda: connect(url), request, by=_cli_actor(), step=step,
+                                   client=client, then_publish=args.publish)
+        args.made_run = result.run_id
+        state = "computed" if result.created else "already computed (same inputs)"
+        console.print(f"run {result.run_id} {state}")
         with connect(url) as conn:
-            result = make_run(conn, RunRequest(**kwargs), step=step, client=client)
-            args.made_run = result.run_id
-            state = "computed" if result.created else "already computed (same inputs)"
-            console.print(f"run {result.run_id} {state}")
             public = [c["id"] for c in get_run(conn, result.run_id)["collections"]
                       if c["current"]]
             if args.publish:
-                ids = publish(conn, result.run_id, list(kwargs["target_sets"]), step=step)
-                console.print(f"published: {', '.join(ids)}")
+                console.print(f"published: {', '.join(public)}")
             elif public:
                 console.print(f"already public: {', '.join(public)}")
             else:
@@ -283,6 +332,30 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    """Recompute each run's and publication's hash; exit 1 if any differs from its seal."""
+    from placespend.runs import verify
+    from store.db import connect
+
+    with connect(_database_url(settings)) as conn:
+        with step("Recomputing results hashes"):
+            checks = verify(conn, args.run_ids or None)
+    table = Table(title="Results seals")
+    for col in ("run", "publication", "sealed", "now", "state"):
+        table.add_column(col)
+    for c in checks:
+        colour = {"ok": "green", "unsealed": "yellow"}.get(c["state"], "red")
+        table.add_row(str(c["run_id"]), c["collection_id"] or "(the run)",
+                      (c["sealed"] or "")[:16], c["now"][:16], f"[{colour}]{c['state']}[/]")
+    console.print(table)
+    bad = [c for c in checks if c["state"] == "changed"]
+    unsealed = sum(c["state"] == "unsealed" for c in checks)
+    console.print(f"{len(checks) - len(bad) - unsealed} of {len(checks)} match their seal"
+                  + (f"; {unsealed} made before seals (not checkable)" if unsealed else "")
+                  + (f"; [red]{len(bad)} CHANGED[/]" if bad else ""))
+    return 1 if bad else 0
+
+
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     """Make a run the one its public collections serve."""
     from placespend.runs import publish
@@ -293,7 +366,7 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
         if args.best_fit and not args.to:
             raise BadRequest("a best-fit publication needs its target sets",
                              "name them: `placespend publish RUN --to SET --best-fit`")
-        ids = publish(conn, args.run_id, args.to or None, step=step, fit=fit)
+        ids = publish(conn, args.run_id, args.to or None, step=step, fit=fit, by=_cli_actor())
         console.print(f"run {args.run_id} published: {', '.join(ids)}")
         _print_publications(conn, args.run_id)
     return 0
@@ -301,16 +374,35 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the API and map."""
+    import signal
+
     import uvicorn
 
     from api.app import create_app
+    from api.observe import configure_logging
 
     settings = settings.model_copy(
         update={"database_url": _database_url(settings), "host": args.host, "port": args.port}
     )
     _check_port(args.host, args.port)
+    configure_logging(settings.log_format)
     console.print(f"Serving API and map at http://{args.host}:{args.port} (map: /map)")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    app = create_app(settings)
+
+    def stopped(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    # Our own access log (placespend.access) instead of uvicorn's, in our log format. On
+    # SIGTERM (or Ctrl-C) uvicorn stops taking connections and gives the requests in flight
+    # shutdown_grace_seconds to finish; it then raises the signal again with the handler it
+    # found, this one, so a stop asked for is a clean exit (status 0), not a kill.
+    previous = signal.signal(signal.SIGTERM, stopped)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                    log_config=None, access_log=False,
+                    timeout_graceful_shutdown=settings.shutdown_grace_seconds)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 
@@ -433,10 +525,26 @@ def build_parser() -> argparse.ArgumentParser:
     cross.add_argument("--out", help="write the CSV here (default: standard output)")
     cross.set_defaults(func=cmd_crosswalk)
 
-    keys = sub.add_parser("keys", help="API keys for writes over HTTP (uploads)")
+    keys = sub.add_parser("keys", help="API keys for writes over HTTP (uploads, runs, "
+                          "publishing, neighbourhoods, keys)")
     keys.add_argument("action", choices=["create", "revoke", "list"])
     keys.add_argument("name", nargs="?", help="the key's name (create, revoke)")
+    keys.add_argument("--role", choices=["viewer", "editor", "admin"], default="editor",
+                      help="viewer: no writes; editor: loads, runs, publishing, "
+                      "neighbourhoods; admin: everything, and keys and the audit log "
+                      "(default: %(default)s)")
+    keys.add_argument("--body", action="append", default=[], metavar="SLUG",
+                      help="scope an editor to this body's spend and transfers (repeatable)")
+    keys.add_argument("--place", action="append", default=[], metavar="SET",
+                      help="scope an editor to this boundary or neighbourhood set "
+                      "(repeatable)")
     keys.set_defaults(func=cmd_keys)
+
+    verify = sub.add_parser("verify", help="recompute every run's and publication's results "
+                            "hash and compare it with the seal stored when it was made")
+    verify.add_argument("run_ids", nargs="*", type=int, metavar="RUN",
+                        help="the runs to check (default: all)")
+    verify.set_defaults(func=cmd_verify)
 
     serve = sub.add_parser("serve", help="serve the API and map")
     serving(serve)
@@ -447,16 +555,30 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``placespend`` console script."""
     args = build_parser().parse_args(argv)
+    settings = Settings()
     try:
-        return int(args.func(args, Settings()))
+        try:
+            code = int(args.func(args, settings))
+        except Exception as exc:
+            from store.db import translate
+
+            known = translate(exc)  # a refused change, a lost race, a lost connection
+            if known is None:
+                raise
+            raise known from exc
     except PlacespendError as exc:
+        _audit(args, settings, "denied" if exc.status in (401, 403) else
+               "failed" if exc.status >= 500 else "refused", exc.one_line())
         console.print(f"placespend: {exc.one_line()}", style="red", markup=False,
                       highlight=False, soft_wrap=True)
         if isinstance(exc, Rejected) and exc.total > 1:
             _print_problems(exc)
         return 2
     except KeyboardInterrupt:
+        _audit(args, settings, "failed", "interrupted (Ctrl-C)")
         return 130
+    _audit(args, settings, "ok", None)
+    return code
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pyproj import CRS
 
 from boundaries import catalog
+from domain.access import OPERATOR, Grant
 from domain.errors import BadRequest, InputError, Problem, Rejected
 from domain.money import format_pounds
 from geo.prepare import Prepared, dissolve, prepare_boundaries
@@ -242,7 +243,8 @@ def options_from_text(model: type[BaseModel], given: dict[str, list[str]]) -> Ba
     return options(model, **values)
 
 
-def _sha(upload: Upload, opts: _Options) -> str:
+def batch_sha256(upload: Upload, opts: _Options) -> str:
+    """The hash a batch of this file with these options is stored (and audited) under."""
     h = hashlib.sha256()
     with upload.path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -259,13 +261,25 @@ def _already(kind: str, batch: dict) -> Loaded:
 
 
 def _once(conn: Connection, kind: str, upload: Upload, opts: _Options, loaded_by: str,
-          store: Callable[[str], Loaded]) -> Loaded:
-    """Run ``store(sha)`` in one transaction, unless the same content is already loaded."""
+          store: Callable[[str], Loaded], grant: Grant = OPERATOR) -> Loaded:
+    """Run ``store(sha)`` in one transaction, unless the same content is already loaded.
+
+    ``grant`` is who asks: reference data of everyone (proxies, function maps, postcodes,
+    sites) needs an unscoped editor; a boundary set an editor of that place; spend and
+    transfers an editor of their bodies (checked by ``store`` once the bodies are read, so a
+    refusal stores nothing).
+    """
+    if kind == "boundaries":
+        grant.need_place(opts.slug, "load boundaries")  # type: ignore[attr-defined]
+    elif kind in ("spend", "transfers"):
+        grant.need("editor", f"load {kind}")
+    else:
+        grant.need_unscoped(f"load {kind}")
     if not upload.path.is_file():
         raise InputError(f"{upload.name} does not exist (or is not a file)",
                          "check the file name and path")
     files.check_size(upload.path, files.UploadLimits(), upload.name)
-    sha = _sha(upload, opts)
+    sha = batch_sha256(upload, opts)
     with conn.transaction():
         registry.lock(conn, kind)
         seen = registry.find_batch(conn, kind, sha)
@@ -345,7 +359,8 @@ def embedded_boundaries(slug: str, base: Path = catalog.DATA_DIR) -> gpd.GeoData
 
 
 def load_boundaries(conn: Connection, upload: Upload, opts: BoundaryOptions, *,
-                    loaded_by: str = "cli", step: Step = quiet) -> Loaded:
+                    loaded_by: str = "cli", step: Step = quiet,
+                grant: Grant = OPERATOR) -> Loaded:
     """Load a boundary file (GeoJSON, GeoPackage, zipped Shapefile) as a new set version."""
 
     def store(sha: str) -> Loaded:
@@ -390,7 +405,7 @@ def load_boundaries(conn: Connection, upload: Upload, opts: BoundaryOptions, *,
                    + (f" ({'; '.join(notes)})" if notes else ""))
         return Loaded("boundaries", batch, True, summary, report)
 
-    return _once(conn, "boundaries", upload, opts, loaded_by, store)
+    return _once(conn, "boundaries", upload, opts, loaded_by, store, grant)
 
 
 def _dissolved(raw: gpd.GeoDataFrame, frame: gpd.GeoDataFrame, opts: BoundaryOptions,
@@ -422,7 +437,8 @@ def _dissolved(raw: gpd.GeoDataFrame, frame: gpd.GeoDataFrame, opts: BoundaryOpt
 
 
 def load_proxy(conn: Connection, upload: Upload, opts: ProxyOptions, *,
-               loaded_by: str = "cli", step: Step = quiet) -> Loaded:
+               loaded_by: str = "cli", step: Step = quiet,
+                grant: Grant = OPERATOR) -> Loaded:
     """Load a proxy CSV (one value per unit of a boundary set) as a new proxy version."""
 
     def store(sha: str) -> Loaded:
@@ -491,14 +507,15 @@ def load_proxy(conn: Connection, upload: Upload, opts: ProxyOptions, *,
                       f"proxy {opts.slug}: {len(codes):,} units of {opts.unit_set}, total "
                       f"{sum(values):,.0f}{note}", report)
 
-    return _once(conn, "proxy", upload, opts, loaded_by, store)
+    return _once(conn, "proxy", upload, opts, loaded_by, store, grant)
 
 
 # --------------------------------------------------------------------------- function maps
 
 
 def load_functions(conn: Connection, upload: Upload, opts: FunctionMapOptions, *,
-                   loaded_by: str = "cli", step: Step = quiet) -> Loaded:
+                   loaded_by: str = "cli", step: Step = quiet,
+                grant: Grant = OPERATOR) -> Loaded:
     """Load a mapping of a scheme's function codes to COFOG (``source_code, cofog, rationale``).
 
     A code already mapped to the same COFOG code is kept; one mapped to another is refused (a
@@ -562,7 +579,7 @@ def load_functions(conn: Connection, upload: Upload, opts: FunctionMapOptions, *
         return Loaded("functions", batch, True,
                       f"function map {opts.scheme}: {len(rows)} codes added", report)
 
-    return _once(conn, "functions", upload, opts, loaded_by, store)
+    return _once(conn, "functions", upload, opts, loaded_by, store, grant)
 
 
 # --------------------------------------------------------------------------- spend
@@ -572,7 +589,8 @@ JUMP = 20
 
 
 def load_spend(conn: Connection, upload: Upload, opts: SpendLoadOptions, *,
-               loaded_by: str = "cli", step: Step = quiet) -> Loaded:
+               loaded_by: str = "cli", step: Step = quiet,
+                grant: Grant = OPERATOR) -> Loaded:
     """Load a spend file; a (body, year) already loaded is superseded for the next run."""
 
     def store(sha: str) -> Loaded:
@@ -585,6 +603,8 @@ def load_spend(conn: Connection, upload: Upload, opts: SpendLoadOptions, *,
                 columns=dict(opts.columns), constants=dict(opts.constants)),
                 function_maps=maps)
             lines = _resolve(conn, read.lines, read.format, opts, upload.name, maps)
+        for body in sorted(set(map(str, lines["body"]))):
+            grant.need_body(body, "load spend")
         content = _fingerprints(lines)
         pairs = sorted(content)
         current = spend.current_scopes(conn, pairs, opts.dataset)
@@ -634,7 +654,7 @@ def load_spend(conn: Connection, upload: Upload, opts: SpendLoadOptions, *,
                       f"spend: {len(lines):,} lines for {len(covered)} body-year(s){note}",
                       report)
 
-    return _once(conn, "spend", upload, opts, loaded_by, store)
+    return _once(conn, "spend", upload, opts, loaded_by, store, grant)
 
 
 def _fingerprints(lines: pd.DataFrame) -> dict[tuple[int, str], str]:
@@ -859,7 +879,8 @@ class TransferOptions(_Options):
 
 
 def load_transfers(conn: Connection, upload: Upload, opts: TransferOptions, *,
-                   loaded_by: str = "cli", step: Step = quiet) -> Loaded:
+                   loaded_by: str = "cli", step: Step = quiet,
+                grant: Grant = OPERATOR) -> Loaded:
     """Load transfers; a run takes each off its payer's lines (counted once, at the payee).
 
     The payer and payee must be known bodies. The same grant recorded by payer and payee is
@@ -880,6 +901,9 @@ def load_transfers(conn: Connection, upload: Upload, opts: TransferOptions, *,
                     if slug not in bodies]
         if problems:
             raise Rejected(upload.name, problems)
+        for payer, payee in sorted(set(zip(rows["payer"], rows["payee"], strict=True))):
+            if not (grant.covers_body(payer) or grant.covers_body(payee)):
+                grant.need_body(payer, "load transfers")
         rows["payer_id"] = rows["payer"].map(lambda b: int(bodies[b]["id"]))
         rows["payee_id"] = rows["payee"].map(lambda b: int(bodies[b]["id"]))
         flows = rows.groupby(["financial_year", "payer", "payee"])["amount_pence"].sum()
@@ -894,7 +918,7 @@ def load_transfers(conn: Connection, upload: Upload, opts: TransferOptions, *,
                       f"transfers: {len(rows):,} rows, {format_pounds(rows['amount_pence'].sum())}"
                       f" in {len(flows)} flow(s)", report)
 
-    return _once(conn, "transfers", upload, opts, loaded_by, store)
+    return _once(conn, "transfers", upload, opts, loaded_by, store, grant)
 
 
 # --------------------------------------------------------------------------- postcodes and sites
@@ -958,7 +982,8 @@ class SiteOptions(_Options):
 
 
 def load_postcodes(conn: Connection, upload: Upload, opts: PostcodeOptions, *,
-                   loaded_by: str = "cli", step: Step = quiet) -> Loaded:
+                   loaded_by: str = "cli", step: Step = quiet,
+                grant: Grant = OPERATOR) -> Loaded:
     """Load a CSV of postcode points; the newest batch holding a postcode answers for it."""
 
     def store(sha: str) -> Loaded:
@@ -989,11 +1014,12 @@ def load_postcodes(conn: Connection, upload: Upload, opts: PostcodeOptions, *,
                       f"postcodes: {len(points):,} points in {report['districts']:,} "
                       f"districts{note}", report)
 
-    return _once(conn, "postcodes", upload, opts, loaded_by, store)
+    return _once(conn, "postcodes", upload, opts, loaded_by, store, grant)
 
 
 def load_sites(conn: Connection, upload: Upload, opts: SiteOptions, *,
-               loaded_by: str = "cli", step: Step = quiet) -> Loaded:
+               loaded_by: str = "cli", step: Step = quiet,
+                grant: Grant = OPERATOR) -> Loaded:
     """Load a site file (points, or postcodes resolved against those loaded) as a set version.
 
     Content identical to the newest version of the slug (the same sites and metadata, from a
@@ -1046,7 +1072,7 @@ def load_sites(conn: Connection, upload: Upload, opts: SiteOptions, *,
         return Loaded("sites", batch, True, f"site set {opts.slug} version {version}: "
                       f"{len(sites):,} {meta.kind} sites ({how})", report)
 
-    return _once(conn, "sites", upload, opts, loaded_by, store)
+    return _once(conn, "sites", upload, opts, loaded_by, store, grant)
 
 
 def _placed_by_postcode(conn: Connection, sites: pd.DataFrame, opts: SiteOptions,

@@ -24,6 +24,7 @@ import shapely
 
 from allocation import pipeline
 from allocation.apportion import atom_proxy_values
+from domain.access import OPERATOR, Grant
 from domain.errors import DuplicateUpload, InputError, NotFound
 from geo.crosswalk import build_crosswalk_via_cuts
 from geo.polygon import polygon_from_geojson
@@ -101,7 +102,7 @@ def code_for(name: str) -> str:
 
 def save(
     conn: Connection, set_slug: str, name: str, polygon: shapely.Geometry, *,
-    description: str = "",
+    description: str = "", grant: Grant = OPERATOR,
 ) -> dict[str, Any]:
     """Save ``polygon`` (EPSG:27700) as neighbourhood ``name`` in set ``set_slug``.
 
@@ -114,6 +115,7 @@ def save(
             "use lower-case letters, digits and hyphens, e.g. dalston-neighbourhoods",
             where="set",
         )
+    grant.need_place(set_slug, "save neighbourhoods")
     code = code_for(name)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"set:{set_slug}",))
@@ -167,7 +169,8 @@ def budget_of_geojson(conn: Connection, obj: Any, crs: str | None = None,
 
 
 def save_geojson(conn: Connection, set_slug: str, obj: Any, crs: str | None = None,
-                 name: str | None = None) -> dict[str, Any]:
+                 name: str | None = None, grant: Grant = OPERATOR) -> dict[str, Any]:
     """:func:`save` a GeoJSON polygon, named by ``name`` or its Feature's ``name`` property."""
+    grant.need_place(set_slug, "save neighbourhoods")
     polygon, given = polygon_from_geojson(obj, crs)
-    return save(conn, set_slug, name or given, polygon)
+    return save(conn, set_slug, name or given, polygon, grant=grant)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -36,7 +38,7 @@ from allocation.estimates import expand as expand_estimates
 from allocation.summary import property_schema
 from allocation.transfers import count_once, net_of_transfers, passed_on_reason
 from boundaries import catalog
-from domain.errors import BadRequest, InputError, NotFound, Problem, Rejected
+from domain.errors import BadRequest, InputError, NotFound, PlacespendError, Problem, Rejected
 from domain.version import ALGORITHM_VERSION
 from geo.atoms import build_atoms, refine_zone_shares
 from geo.crosswalk import build_crosswalk_via_cuts, nested_crosswalk
@@ -126,10 +128,23 @@ def ensure_atoms(conn: Connection, zone_set: str, cut_set: str, step: Step = qui
     cut_meta = store_boundaries.get_set(conn, cut_set)
     fine_meta = None if finer is None else store_boundaries.get_set(conn, finer)
     fine_id = None if fine_meta is None else int(fine_meta["id"])
-    found = store_atoms.find_atom_set(conn, int(zone_meta["id"]), int(cut_meta["id"]),
-                                      fine_id, finer_proxy)
-    if found is not None:
-        return int(found["id"])
+    with conn.transaction():
+        # A second process building the same atoms waits here, then finds the first's.
+        store_atoms.lock_building(conn, f"atoms:{zone_meta['id']}:{cut_meta['id']}:"
+                                  f"{fine_id}:{finer_proxy}")
+        found = store_atoms.find_atom_set(conn, int(zone_meta["id"]), int(cut_meta["id"]),
+                                          fine_id, finer_proxy)
+        if found is not None:
+            return int(found["id"])
+        return _build_atoms(conn, zone_set, cut_set, zone_meta, cut_meta, fine_meta,
+                            finer, finer_proxy, step, client)
+
+
+def _build_atoms(conn: Connection, zone_set: str, cut_set: str, zone_meta: dict,
+                 cut_meta: dict, fine_meta: dict | None, finer: str | None,
+                 finer_proxy: str | None, step: Step, client: Client | None) -> int:
+    """Cut, share and store an atom set (see :func:`ensure_atoms`); return its id."""
+    fine_id = None if fine_meta is None else int(fine_meta["id"])
     if finer_proxy is not None and fine_meta is None:
         raise BadRequest("a finer proxy needs its finer set", "name the set with --finer")
     for meta in (zone_meta, cut_meta):
@@ -165,7 +180,7 @@ def ensure_atoms(conn: Connection, zone_set: str, cut_set: str, step: Step = qui
                 conn, fine_id), values)
         slug += f"--by-{finer}@{fine_meta['version']}" + (
             f":{finer_proxy}" if finer_proxy else "")
-    with step(f"Storing {len(atoms):,} atoms"), conn.transaction():
+    with step(f"Storing {len(atoms):,} atoms"):
         return store_atoms.save_atoms(
             conn, slug=slug, zone_set_id=int(zone_meta["id"]), cut_set_id=int(cut_meta["id"]),
             atoms=atoms, fine_set_id=fine_id, fine_proxy=finer_proxy,
@@ -177,9 +192,18 @@ def ensure_crosswalk(
 ) -> pd.DataFrame:
     """The crosswalk from an atom set to ``target_set``, building and storing it once."""
     target_id = store_boundaries.set_id(conn, target_set)
-    found = store_atoms.find_crosswalk(conn, atom_set_id, target_id)
-    if found is not None:
-        return store_atoms.read_crosswalk(conn, found)
+    with conn.transaction():
+        # A second process building the same crosswalk waits here, then reads the first's.
+        store_atoms.lock_building(conn, f"crosswalk:{atom_set_id}:{target_id}")
+        found = store_atoms.find_crosswalk(conn, atom_set_id, target_id)
+        if found is not None:
+            return store_atoms.read_crosswalk(conn, found)
+        return _build_crosswalk(conn, atom_set_id, target_set, target_id, step)
+
+
+def _build_crosswalk(conn: Connection, atom_set_id: int, target_set: str, target_id: int,
+                     step: Step) -> pd.DataFrame:
+    """Build and store a crosswalk (see :func:`ensure_crosswalk`); return its weights."""
     meta = store_atoms.get_atom_set(conn, atom_set_id)
     with step(f"Crosswalk atoms -> {target_set}"):
         if target_id == meta["cut_set_id"]:
@@ -190,8 +214,7 @@ def ensure_crosswalk(
                 store_boundaries.read_boundaries(conn, int(meta["cut_set_id"])),
                 store_boundaries.read_boundaries(conn, target_id),
             )
-    with conn.transaction():
-        store_atoms.save_crosswalk(conn, atom_set_id, target_id, weights)
+    store_atoms.save_crosswalk(conn, atom_set_id, target_id, weights)
     return weights
 
 
@@ -460,9 +483,22 @@ def make_run(conn: Connection, request: RunRequest, step: Step = quiet,
     the run is the same to the penny (and so is its fingerprint).
     """
     got = _inputs(conn, request, step, client)
-    inputs, atom_set_id, table = got.inputs, got.atom_set_id, got.table
+    inputs, atom_set_id = got.inputs, got.atom_set_id
     sha = _inputs_sha(inputs.lines, request, atom_set_id, inputs.proxy_values, got.flows,
                       got.netting)
+    with conn.transaction():
+        # A concurrent run of the same inputs waits here for the first, then reuses its run.
+        runs.lock_inputs(conn, sha)
+        run_id, created = _run_once(conn, request, sha, got, step, client)
+    made = derive_publications(conn, run_id, request.target_sets, step)
+    got_run = runs.get_run(conn, run_id)
+    return RunResult(run_id, created, tuple(made), got_run["conservation"])
+
+
+def _run_once(conn: Connection, request: RunRequest, sha: str, got: _Gathered, step: Step,
+              client: Client | None) -> tuple[int, bool]:
+    """The run of inputs ``sha``, computed and stored (sealed) unless it exists already."""
+    inputs, atom_set_id, table = got.inputs, got.atom_set_id, got.table
     existing = runs.find_run(conn, sha)
     if existing is not None:
         run_id = int(existing["id"])
@@ -508,10 +544,52 @@ def make_run(conn: Connection, request: RunRequest, step: Step = quiet,
                     body_ids=body_ids,
                 )
                 store_transfers.save_flows(conn, run_id, got.flows, body_ids)
+                runs.seal_run(conn, run_id)
                 created = True
-    made = derive_publications(conn, run_id, request.target_sets, step)
-    got = runs.get_run(conn, run_id)
-    return RunResult(run_id, created, tuple(made), got["conservation"])
+    return run_id, created
+
+
+def make_run_recorded(
+    open_conn: Callable[[], AbstractContextManager[Connection]], request: RunRequest, *,
+    by: str, step: Step = quiet, client: Client | None = None, then_publish: bool = False,
+) -> RunResult:
+    """:func:`make_run` (and, with ``then_publish``, :func:`publish`) as a recorded attempt.
+
+    The attempt is recorded as running on a connection of its own (``open_conn()``, committed
+    at once), the run made on another, and the attempt then marked complete with its run, or
+    failed with the reason. The run's own transaction leaves nothing if it fails; a process
+    that dies mid-run leaves its attempt for :func:`store.runs.reap_attempts` to mark failed.
+    """
+    with open_conn() as log:
+        attempt = runs.start_attempt(log, request_summary(request), by)
+        log.commit()
+        try:
+            with open_conn() as conn:
+                result = make_run(conn, request, step, client)
+                if then_publish:
+                    publish(conn, result.run_id, list(request.target_sets), step=step, by=by)
+        except BaseException as exc:
+            reason = exc.one_line() if isinstance(exc, PlacespendError) else (
+                f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}")
+            try:
+                runs.end_attempt(log, attempt, reason=reason[:2000])
+                log.commit()
+            except Exception:  # noqa: BLE001 - the log connection is gone too: reaped later
+                pass
+            raise
+        runs.end_attempt(log, attempt, run_id=result.run_id)
+        log.commit()
+    return result
+
+
+def request_summary(request: RunRequest) -> dict:
+    """A run request as JSON (what an attempt records)."""
+    return {"financial_year": request.financial_year, "zone_set": request.zone_set,
+            "cut_set": request.cut_set, "proxy_table": str(request.proxy_table),
+            "netting_rules": None if request.netting_rules is None
+            else str(request.netting_rules),
+            "basis": request.basis, "finer": request.finer, "finer_proxy": request.finer_proxy,
+            "target_sets": list(request.target_sets)}
 
 
 def _basis_summary(lines: pd.DataFrame, basis: Basis) -> dict:
@@ -669,13 +747,14 @@ def derive_publications(
             for w in writes:
                 if w.target_set_id not in have:
                     runs.save_publication(conn, run_id, w)
+                    runs.seal_collection(conn, w.collection_id, run_id)
     have = runs.published_sets(conn, run_id, fit)
     return [have[int(meta["id"])] for _, meta in wanted]
 
 
 def publish(
     conn: Connection, run_id: int, target_sets: tuple[str, ...] | list[str] | None = None,
-    step: Step = quiet, *, fit: Fit = "split",
+    step: Step = quiet, *, fit: Fit = "split", by: str = "cli",
 ) -> list[str]:
     """Make ``run_id`` the run its collections serve (deriving any that are missing).
 
@@ -693,7 +772,27 @@ def publish(
                        "name a target set: `placespend publish RUN --to SET`")
     with conn.transaction():
         runs.lock_runs(conn)
-        return runs.point_collections(conn, run_id, ids)
+        return runs.point_collections(conn, run_id, ids, by)
+
+
+def verify(conn: Connection, run_ids: list[int] | None = None) -> list[dict]:
+    """Each run's and publication's results hash recomputed against its seal.
+
+    ``state``: ``ok`` (the same), ``changed`` (the stored figures differ from what was sealed
+    when they were written) or ``unsealed`` (made before seals existed). Also marks failed
+    any run attempt whose process has gone (:func:`store.runs.reap_attempts`).
+    """
+    runs.reap_attempts(conn)
+    out = []
+    for row in runs.seals(conn, run_ids):
+        run_id, cid = int(row["run_id"]), row["collection_id"]
+        now = (runs.results_hash(conn, run_id) if cid is None
+               else runs.collection_hash(conn, cid, run_id))
+        sealed = row["results_sha256"]
+        out.append({"run_id": run_id, "collection_id": cid, "sealed": sealed, "now": now,
+                    "state": "unsealed" if sealed is None else "ok" if sealed == now
+                    else "changed"})
+    return out
 
 
 def unit_crosswalk(conn: Connection, source_set: str, target_set: str, *,

@@ -10,6 +10,15 @@ from store.boundaries import ewkb_hex
 from store.db import Connection
 
 
+def lock_building(conn: Connection, what: str) -> None:
+    """Hold a lock on building ``what`` (atoms or a crosswalk) to the end of the transaction.
+
+    Two processes asked for the same atoms at once: the second waits for the first's
+    transaction, then finds what it stored instead of building it again and failing.
+    """
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (7_311_946, what))
+
+
 def find_atom_set(conn: Connection, zone_set_id: int, cut_set_id: int,
                   fine_set_id: int | None = None, fine_proxy: str | None = None) -> dict | None:
     """The atom set cutting one boundary set version by another, or None.

@@ -582,9 +582,22 @@ def _psycopg() -> tuple[Any, Any]:
     return psycopg, sql
 
 
+#: ``password=...`` (and ``sslpassword=...``) in a key/value connection string or a query
+#: string: a quoted value, or everything up to the next space or ``&``.
+_PASSWORD = re.compile(r"(?i)\b((?:ssl)?password)\s*=\s*(?:'(?:[^'\\]|\\.)*'|[^\s&]*)")
+
+
 def redact_url(url: str) -> str:
-    """A database URL fit for a message: user name and password removed."""
-    parts = urlsplit(url)
+    """A connection string fit for a message or a log, in every form libpq takes.
+
+    URL form: the user name and password before ``@`` removed; any ``password=`` or
+    ``sslpassword=`` (in the query string of a URL, or in a key/value string such as
+    ``host=db password=secret``) replaced by ``***``.
+    """
+    text = _PASSWORD.sub(lambda m: f"{m.group(1)}=***", url)
+    if "://" not in text:
+        return text
+    parts = urlsplit(text)
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 

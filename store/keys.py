@@ -5,11 +5,14 @@ from __future__ import annotations
 from store.db import Connection
 
 
-def save_key(conn: Connection, *, name: str, prefix: str, sha256: str, role: str) -> int:
-    """Insert a key's hash; return its id."""
+def save_key(conn: Connection, *, name: str, prefix: str, sha256: str, role: str,
+             bodies: list[str] | None = None, places: list[str] | None = None,
+             created_by: str = "cli") -> int:
+    """Insert a key's hash, role and scope; return its id."""
     row = conn.execute(
-        "INSERT INTO api_key (name, prefix, sha256, role) VALUES (%s, %s, %s, %s) RETURNING id",
-        (name, prefix, sha256, role),
+        "INSERT INTO api_key (name, prefix, sha256, role, bodies, places, created_by)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (name, prefix, sha256, role, bodies, places, created_by),
     ).fetchone()
     return int(row["id"])
 
@@ -32,7 +35,8 @@ def revoke(conn: Connection, name: str) -> bool:
 
 
 def list_keys(conn: Connection) -> list[dict]:
-    """Every key (never the key itself): name, prefix, role, created_at, revoked_at."""
+    """Every key (never the key itself): name, prefix, role, scope, created, revoked."""
     return conn.execute(
-        "SELECT name, prefix, role, created_at, revoked_at FROM api_key ORDER BY id"
+        "SELECT name, prefix, role, bodies, places, created_by, created_at, revoked_at"
+        " FROM api_key ORDER BY id"
     ).fetchall()

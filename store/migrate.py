@@ -1,10 +1,17 @@
-"""Apply ``migrations/NNNN_*.sql`` in order, each once, each in its own transaction."""
+"""Apply ``migrations/NNNN_*.sql`` in order, each once, then the API role's grants.
+
+The migrations run as the database owner (``DATABASE_URL``). After them, every time,
+``store/sql/api_role.sql`` (re)grants the role the HTTP API connects as
+(:data:`API_ROLE`, see :func:`store.db.api_url`), so a table added later is covered too.
+"""
 
 from __future__ import annotations
 
 from importlib import resources
 
-from store.db import Connection
+from psycopg import sql
+
+from store.db import API_ROLE, Connection
 
 _LOCK = 7_311_942  # advisory lock id: two processes never migrate at once
 
@@ -16,8 +23,12 @@ def migration_files() -> list[tuple[str, str]]:
     return [(name, files.joinpath(name).read_text(encoding="utf-8")) for name in names]
 
 
-def migrate(conn: Connection) -> list[str]:
-    """Apply the migrations this database lacks; return the names applied."""
+def migrate(conn: Connection, *, api_password: str | None = None) -> list[str]:
+    """Apply the migrations this database lacks and the API role's grants; return the names.
+
+    ``api_password`` (``PLACESPEND_API_DB_PASSWORD``) is set as the API role's password, for
+    servers that do not trust loopback connections as the project-local cluster does.
+    """
     applied: list[str] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
@@ -26,10 +37,15 @@ def migrate(conn: Connection) -> list[str]:
             " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
         done = {r["name"] for r in conn.execute("SELECT name FROM schema_migration")}
-        for name, sql in migration_files():
+        for name, text in migration_files():
             if name in done:
                 continue
-            conn.execute(sql)
+            conn.execute(text)
             conn.execute("INSERT INTO schema_migration (name) VALUES (%s)", (name,))
             applied.append(name)
+        conn.execute(resources.files("store").joinpath("sql/api_role.sql")
+                     .read_text(encoding="utf-8"))
+        if api_password:
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(API_ROLE), sql.Literal(api_password)))
     return applied

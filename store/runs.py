@@ -2,17 +2,22 @@
 
 A run (its line outcomes, slices and atom product) is inserted inside the caller's transaction
 together with any publications made with it, so a failure leaves nothing behind; triggers in
-the schema refuse any later UPDATE or DELETE. ``collection_current`` is the only moving part: a
-pointer from each public collection id to the run it serves, moved only by publishing.
+the schema refuse any later UPDATE, DELETE or TRUNCATE. Publishing appends to
+``publication_event``; ``collection_current`` (a view) is each collection id's latest event.
+Each run and publication is sealed (:func:`seal_run`, :func:`seal_collection`) with the
+SHA-256 of what it holds, in the same transaction; ``placespend verify`` recomputes it.
+A run attempt (:func:`start_attempt`) records each request to make a run and how it ended.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from psycopg import sql
 from psycopg.rows import tuple_row
 from psycopg.types.json import Json, Jsonb
 
@@ -44,6 +49,15 @@ class CollectionWrite:
 def lock_runs(conn: Connection) -> None:
     """Serialise run and publication writers until the end of the current transaction."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_RUN_LOCK,))
+
+
+def lock_inputs(conn: Connection, inputs_sha256: str) -> None:
+    """Hold a lock on making the run of these inputs to the end of the transaction.
+
+    A second request for the same run waits for the first, then finds it (and reuses it)
+    instead of computing it again.
+    """
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (7_311_945, inputs_sha256))
 
 
 def find_run(conn: Connection, inputs_sha256: str) -> dict | None:
@@ -94,16 +108,152 @@ def current_run(conn: Connection) -> int | None:
     return None if row is None else int(row["run_id"])
 
 
-def point_collections(conn: Connection, run_id: int, collection_ids: list[str]) -> list[str]:
-    """Make these collections of ``run_id`` the ones served to the public; return their ids."""
+def point_collections(conn: Connection, run_id: int, collection_ids: list[str],
+                      by: str = "cli") -> list[str]:
+    """Make these collections of ``run_id`` the ones served to the public; return their ids.
+
+    One event per collection is appended (nothing is overwritten): in one transaction, so
+    readers see every collection move at once.
+    """
     rows = conn.execute(
-        "INSERT INTO collection_current (id, run_id)"
-        " SELECT id, run_id FROM collection WHERE run_id = %s AND id = ANY(%s)"
-        " ON CONFLICT (id) DO UPDATE SET run_id = EXCLUDED.run_id, updated_at = now()"
-        " RETURNING id",
-        (run_id, collection_ids),
+        "INSERT INTO publication_event (collection_id, run_id, published_by)"
+        " SELECT id, run_id, %s FROM collection WHERE run_id = %s AND id = ANY(%s)"
+        " ORDER BY id RETURNING collection_id",
+        (by, run_id, collection_ids),
     ).fetchall()
-    return sorted(r["id"] for r in rows)
+    return sorted(r["collection_id"] for r in rows)
+
+
+# ---- seals: the hash of what a run and a publication hold -------------------------------
+
+#: What a run's seal covers, each as one COPY query in a fixed order (no run ids: a retry of
+#: the same inputs seals the same hash).
+_RUN_PARTS = (
+    "SELECT financial_year, inputs_sha256, algorithm_version, params::text,"
+    " conservation::text FROM run WHERE id = {run}",
+    "SELECT line_id, proxy, method, allocated_pence, reason, passed_on_pence, netted_pence"
+    " FROM run_line WHERE run_id = {run} ORDER BY line_id",
+    "SELECT s.slice_id, b.slug, s.cofog_code, s.method FROM run_slice s"
+    " JOIN body b ON b.id = s.body_id WHERE s.run_id = {run} ORDER BY s.slice_id",
+    "SELECT atom_id, slice_id, amount_pence FROM atom_allocation WHERE run_id = {run}"
+    " ORDER BY atom_id, slice_id",
+    "SELECT p.slug, q.slug, f.cofog_code, f.amount_pence, f.records, f.deducted_pence,"
+    " f.not_deducted_pence FROM run_flow f JOIN body p ON p.id = f.payer_body_id"
+    " JOIN body q ON q.id = f.payee_body_id WHERE f.run_id = {run}"
+    " ORDER BY 1, 2, 3 NULLS FIRST, 4, 5, 6, 7",
+)
+#: What a publication's seal covers (its description names the run id, so it is left out).
+_COLLECTION_PARTS = (
+    "SELECT id, target_set_id, fit, title, properties::text, allocated_pence, outside_pence"
+    " FROM collection WHERE id = {id} AND run_id = {run}",
+    "SELECT t.target_code, t.slice_id, t.amount_pence FROM target_allocation t"
+    " JOIN collection c ON c.run_id = t.run_id AND c.target_set_id = t.target_set_id"
+    " AND c.fit = t.fit WHERE c.id = {id} AND c.run_id = {run}"
+    " ORDER BY t.target_code, t.slice_id",
+    "SELECT code, properties::text FROM collection_feature"
+    " WHERE collection_id = {id} AND run_id = {run} ORDER BY code",
+)
+
+
+def _hash_of(conn: Connection, parts: tuple[str, ...], params: dict[str, Any]) -> str:
+    """SHA-256 of the COPY text of each query, streamed (any size), parts kept apart."""
+    h = hashlib.sha256()
+    with conn.cursor() as cur:
+        for i, query in enumerate(parts):
+            h.update(f"\x00part {i}\n".encode())
+            q = sql.SQL("COPY ({}) TO STDOUT").format(
+                sql.SQL(query).format(**{k: sql.Literal(v) for k, v in params.items()}))
+            with cur.copy(q) as copy:
+                for chunk in copy:
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def results_hash(conn: Connection, run_id: int) -> str:
+    """The SHA-256 of what run ``run_id`` holds, as sealed and as `placespend verify` checks."""
+    return _hash_of(conn, _RUN_PARTS, {"run": run_id})
+
+
+def collection_hash(conn: Connection, collection_id: str, run_id: int) -> str:
+    """The SHA-256 of what one publication holds."""
+    return _hash_of(conn, _COLLECTION_PARTS, {"id": collection_id, "run": run_id})
+
+
+def seal_run(conn: Connection, run_id: int) -> str:
+    """Store the run's results hash (inside the transaction that wrote it); return it."""
+    digest = results_hash(conn, run_id)
+    conn.execute("INSERT INTO run_seal (run_id, results_sha256) VALUES (%s, %s)",
+                 (run_id, digest))
+    return digest
+
+
+def seal_collection(conn: Connection, collection_id: str, run_id: int) -> str:
+    """Store one publication's hash (inside the transaction that wrote it); return it."""
+    digest = collection_hash(conn, collection_id, run_id)
+    conn.execute("INSERT INTO collection_seal (collection_id, run_id, results_sha256)"
+                 " VALUES (%s, %s, %s)", (collection_id, run_id, digest))
+    return digest
+
+
+def seals(conn: Connection, run_ids: list[int] | None = None) -> list[dict]:
+    """Each run (all, or these) and publication with its stored seal (None if unsealed)."""
+    return conn.execute(
+        "SELECT r.id AS run_id, NULL::text AS collection_id, s.results_sha256"
+        " FROM run r LEFT JOIN run_seal s ON s.run_id = r.id"
+        " WHERE %(ids)s::int[] IS NULL OR r.id = ANY(%(ids)s)"
+        " UNION ALL"
+        " SELECT c.run_id, c.id, s.results_sha256 FROM collection c"
+        " LEFT JOIN collection_seal s ON s.collection_id = c.id AND s.run_id = c.run_id"
+        " WHERE %(ids)s::int[] IS NULL OR c.run_id = ANY(%(ids)s)"
+        " ORDER BY 1, 2 NULLS FIRST",
+        {"ids": run_ids},
+    ).fetchall()
+
+
+# ---- run attempts -------------------------------------------------------------------------
+
+_ATTEMPT_LOCK = 7_311_944  # advisory lock (class, attempt id): held while an attempt runs
+
+
+def start_attempt(conn: Connection, request: dict[str, Any], by: str) -> int:
+    """Record a run attempt as running and hold its session lock; return its id.
+
+    Call on a connection of its own that stays open while the run works (and commit): if the
+    process or the connection dies, the lock goes with it and :func:`reap_attempts` marks the
+    attempt failed.
+    """
+    reap_attempts(conn)
+    attempt = int(conn.execute(
+        "INSERT INTO run_attempt (request, started_by) VALUES (%s, %s) RETURNING id",
+        (Jsonb(request), by)).fetchone()["id"])
+    conn.execute("SELECT pg_advisory_lock(%s, %s)", (_ATTEMPT_LOCK, attempt))
+    return attempt
+
+
+def end_attempt(conn: Connection, attempt: int, *, run_id: int | None = None,
+                reason: str | None = None) -> None:
+    """Mark an attempt complete (with its run) or failed (with the reason); drop its lock."""
+    conn.execute(
+        "UPDATE run_attempt SET status = %s, finished_at = clock_timestamp(), run_id = %s,"
+        " reason = %s WHERE id = %s AND status = 'running'",
+        ("failed" if run_id is None else "complete", run_id, reason, attempt))
+    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_ATTEMPT_LOCK, attempt))
+
+
+def reap_attempts(conn: Connection) -> int:
+    """Mark failed every attempt still 'running' whose process is gone; return how many."""
+    return conn.execute(
+        "UPDATE run_attempt SET status = 'failed', finished_at = clock_timestamp(),"
+        " reason = 'the process or its database connection stopped before the run was "
+        "stored: nothing of it was kept; run it again' WHERE status = 'running'"
+        " AND pg_try_advisory_xact_lock(%s, id)", (_ATTEMPT_LOCK,)).rowcount
+
+
+def attempts(conn: Connection, limit: int = 100) -> list[dict]:
+    """The latest run attempts, newest first."""
+    return conn.execute(
+        "SELECT id, request, started_at, started_by, status, finished_at, run_id, reason"
+        " FROM run_attempt ORDER BY id DESC LIMIT %s", (limit,)).fetchall()
 
 
 def published_sets(conn: Connection, run_id: int, fit: str = "split") -> dict[int, str]:

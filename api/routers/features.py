@@ -34,8 +34,10 @@ from api.http import (
 from api.openapi import ERRORS, NOT_MODIFIED
 from api.query import (
     BBOX_PATTERN,
+    DEFAULT_MAX_OFFSET,
     ItemsQuery,
     RunPin,
+    check_offset,
     financial_year_interval,
     in_time,
     parse_bbox,
@@ -365,8 +367,12 @@ def items(
         ge=1, le=10_000,
         description="Features per page, 1 to the server's maximum (10,000 by default)"
     )] = 1000,
-    offset: Annotated[int, Query(ge=0, le=2**31 - 1,
-                                 description="Features to skip (follow `next` links)")] = 0,
+    offset: Annotated[int, Query(
+        ge=0, le=2**31 - 1,
+        description="Features to skip (follow `next` links), at most the server's maximum "
+                    f"({DEFAULT_MAX_OFFSET:,} by default)",
+        json_schema_extra={"maximum": DEFAULT_MAX_OFFSET},
+    )] = 0,
     bbox: Annotated[str | None, Query(
         description="minx,miny,maxx,maxy (4 numbers, or 6 with heights) in bbox-crs: "
                     "longitude first in CRS84 (the default), latitude first in EPSG:4326, "
@@ -405,6 +411,7 @@ def items(
     """
     if limit > settings.max_items:
         raise _limit_too_large(limit, settings.max_items)
+    check_offset(offset, settings.max_offset, collectionId)
     fmt = formats.choose(request, f, ("json", "html", "csv"))
     out_crs = crs_.parse(crs, "crs")
     in_crs = crs_.parse(bbox_crs, "bbox-crs")

@@ -110,7 +110,9 @@ def neighbourhood_budget(
     summary="Save a polygon as a named neighbourhood",
     status_code=201,
     responses={**ERRORS, 401: {"description": "No API key, or an unknown one"},
-               409: {"description": "The name is taken or the set is published"}},
+               403: {"description": "The key was revoked, or may not write in this set"},
+               409: {"description": "The name is taken or the set is published"},
+               429: {"description": "Too many writes from this key: wait as Retry-After says"}},
 )
 def save_neighbourhood(
     request: Request,
@@ -137,7 +139,8 @@ def save_neighbourhood(
     if _has_nul(body):  # PostgreSQL text cannot hold one (the name is stored)
         raise InputError("the body holds a NUL character (\\u0000)",
                          "remove it: no name holds one", where="body")
-    saved = neighbourhoods.save_geojson(conn, set_id, body, crs, name)
+    request.state.audit_target = f"{set_id}/{name or ''}".rstrip("/")
+    saved = neighbourhoods.save_geojson(conn, set_id, body, crs, name, grant=key)
     base = base_url(request)
     response = json_response({
         **saved,

@@ -8,16 +8,32 @@ one line's spread over the atoms is derived on request (``/runs/{id}/lines/{line
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import ConnDep
+from api.deps import ConnDep, KeyDep
 from api.http import base_url, cached, etag, json_response, link
-from placespend.runs import line_spread
+from api.openapi import WRITE_ERRORS
+from domain.errors import BadRequest
+from placespend.runs import (
+    DEFAULT_TARGETS,
+    RunRequest,
+    line_spread,
+    make_run_recorded,
+    publish,
+)
 from store import runs as store
 from store import transfers as store_transfers
+from store.db import Connection, pooled, set_local_timeout
+from store.runs import reap_attempts
+
+#: A set's or proxy's slug.
+SLUG = r"^[a-z0-9][a-z0-9-]{0,79}$"
 
 router = APIRouter(tags=["Runs"])
 
@@ -59,6 +75,18 @@ def list_runs(request: Request, conn: ConnDep) -> JSONResponse:
         "links": [link(f"{base}/runs", "self", JSON, "Runs")],
         "runs": out,
     })
+
+
+@router.get("/runs/attempts", summary="Run attempts: running, complete or failed (and why)")
+def run_attempts(conn: ConnDep,
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
+    """The latest requests to make a run, newest first; a failed one says why."""
+    reap_attempts(conn)
+    rows = store.attempts(conn, limit)
+    return json_response({"attempts": [
+        {**r, "started_at": r["started_at"].isoformat(),
+         "finished_at": None if r["finished_at"] is None else r["finished_at"].isoformat()}
+        for r in rows]})
 
 
 @router.get("/runs/{run_id}", summary="One run", responses={404: {"description": "No such run"}})
@@ -104,9 +132,14 @@ def lines(
     conn: ConnDep,
     run_id: int,
     limit: Annotated[int, Query(ge=1, le=MAX_LINES_PAGE)] = 1000,
-    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> JSONResponse:
     """Each source line: its pence, what reached atoms, the method, the proxy and any reason."""
+    if offset > request.app.state.settings.max_offset:
+        raise BadRequest(f"offset {offset:,} is over this server's maximum of "
+                         f"{request.app.state.settings.max_offset:,}",
+                         f"take every line at once from /runs/{run_id}/lines.csv",
+                         where="offset")
     store.get_run(conn, run_id)
     total = store.count_lines(conn, run_id)
     page = store.run_lines(conn, run_id, limit=limit, offset=offset)
@@ -183,3 +216,94 @@ def run_flows(request: Request, conn: ConnDep, run_id: int) -> JSONResponse:
         "links": [link(str(request.url), "self", JSON, "These flows"),
                   link(f"{base_url(request)}/runs/{run_id}", "up", JSON, f"Run {run_id}")],
     })
+
+
+# ---- writes: making and publishing runs (an editor's key, unscoped) -----------------------
+
+
+class RunBody(BaseModel):
+    """What to apportion: the options of ``placespend run`` a client may choose.
+
+    The proxy table is the embedded default (a server path is never read on a client's say).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    financial_year: str = Field("2014-15", pattern=r"^\d{4}-\d{2}$", examples=["2014-15"])
+    basis: Literal["served", "delivered"] = "served"
+    netting_rules: Literal["default", "none"] = "default"
+    finer: str | None = Field(None, pattern=SLUG, description="a finer set, e.g. hackney-oa-2011")
+    finer_proxy: str | None = Field(None, pattern=SLUG)
+    target_sets: list[Annotated[str, Field(pattern=SLUG)]] | None = Field(
+        None, min_length=1, max_length=20,
+        description="boundary sets to publish through (default: Hackney's and London's wards)")
+    publish: bool = Field(False, description="make this run the one its collections serve")
+
+
+class PublishBody(BaseModel):
+    """Which of a run's publications to make public (default: every one it has)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target_sets: list[Annotated[str, Field(pattern=SLUG)]] | None = Field(
+        None, min_length=1, max_length=20)
+    best_fit: bool = False
+
+
+@contextmanager
+def _write_conn(request: Request) -> Iterator[Connection]:
+    """A pool connection whose statements may take as long as a write is allowed."""
+    with pooled(request.app.state.pool) as conn:
+        set_local_timeout(conn, request.app.state.settings.write_timeout_ms)
+        yield conn
+
+
+@router.post("/runs", summary="Make a run (and publish it, if asked)", status_code=201,
+             responses={200: {"description": "The same inputs' run already existed"},
+                        **WRITE_ERRORS, 404: {"description": "A named set does not exist"},
+                        422: {"description": "The inputs cannot be apportioned"}})
+def create_run(request: Request, key: KeyDep, body: RunBody) -> JSONResponse:
+    """Apportion a year's spend as ``placespend run`` does, recorded as a run attempt.
+
+    201 with the new run; 200 when a run of exactly these inputs exists (it is reused, and two
+    identical requests at once make one run). A failure leaves nothing of the run and marks
+    its attempt failed with the reason (``GET /runs/attempts``).
+    """
+    request.state.audit_target = body.financial_year
+    key.need_unscoped("make runs")
+    req = RunRequest(
+        financial_year=body.financial_year, basis=body.basis,
+        netting_rules=None if body.netting_rules == "none" else RunRequest().netting_rules,
+        finer=body.finer, finer_proxy=body.finer_proxy,
+        target_sets=tuple(body.target_sets) if body.target_sets else DEFAULT_TARGETS)
+    result = make_run_recorded(lambda: _write_conn(request), req, by=key.name,
+                               then_publish=body.publish)
+    request.state.audit_created = result.created
+    request.state.audit_target = f"run {result.run_id}"
+    base = base_url(request)
+    return json_response({"run": result.run_id, "created": result.created,
+                          "collections": list(result.collections),
+                          "published": body.publish, "links": _links(base, result.run_id)},
+                         status_code=201 if result.created else 200)
+
+
+@router.post("/runs/{run_id}/publish", summary="Make a run the one its collections serve",
+             responses={**WRITE_ERRORS, 404: {"description": "No such run or set"}})
+def publish_run(request: Request, run_id: int, key: KeyDep,
+                body: PublishBody | None = None) -> JSONResponse:
+    """Publish: its collections (all, or through the sets named) now serve this run.
+
+    Every collection moves in one transaction: a reader sees the old run or the new, never a
+    mix. Publishing appends to the publication log; nothing is overwritten.
+    """
+    body = body or PublishBody()
+    request.state.audit_target = f"run {run_id}"
+    key.need_unscoped("publish runs")
+    if body.best_fit and not body.target_sets:
+        raise BadRequest("a best-fit publication needs its target sets",
+                         "name them in target_sets", where="target_sets")
+    with _write_conn(request) as conn:
+        ids = publish(conn, run_id, body.target_sets, fit="best_fit" if body.best_fit
+                      else "split", by=key.name)
+    return json_response({"run": run_id, "published": ids,
+                          "links": _links(base_url(request), run_id)})

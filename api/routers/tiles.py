@@ -187,8 +187,59 @@ def _wants_gzip(request: Request) -> bool:
     return "gzip" in accept and "gzip;q=0," not in accept + "," and "gzip;q=0.0" not in accept
 
 
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i
+        shift += 7
+
+
+def _features_in(tile: bytes) -> int:
+    """How many features a Mapbox Vector Tile holds (its layers' field 2), read, not decoded."""
+    count, i = 0, 0
+    while i < len(tile):
+        key, i = _varint(tile, i)
+        if key & 7 != 2:  # a tile holds only layers (field 3, length-delimited)
+            return count
+        size, i = _varint(tile, i)
+        end, j = i + size, i
+        while j < end:
+            field, j = _varint(tile, j)
+            kind = field & 7
+            if kind == 2:
+                length, j = _varint(tile, j)
+                count += field >> 3 == 2
+                j += length
+            elif kind == 0:
+                _, j = _varint(tile, j)
+            elif kind == 5:
+                j += 4
+            elif kind == 1:
+                j += 8
+            else:
+                return count
+        i = end
+    return count
+
+
+def _truncated(body: bytes, cap: int) -> dict[str, str]:
+    """``X-Placespend-Truncated: true`` when the tile holds ``cap`` features, the most it may.
+
+    The query stops at ``cap`` (store.features.tile) without counting the rest, so a tile
+    that reached it is said to have dropped some. Every feature takes 2 bytes at least, so a
+    smaller tile is not read.
+    """
+    if cap <= 0 or len(body) < 2 * cap or _features_in(body) < cap:
+        return {}
+    return {"X-Placespend-Truncated": "true"}
+
+
 def _tile_response(request: Request, cache: ByteCache, tag: str, body: bytes | None,
-                   pinned: bool) -> Response:
+                   pinned: bool, cap: int = 0) -> Response:
     """The tile (gzipped once and kept, when the client takes gzip), 204 empty, or 304."""
     if body is None or not_modified(request, tag):
         return cached(request, tag, b"", MVT, pinned=pinned)
@@ -196,21 +247,27 @@ def _tile_response(request: Request, cache: ByteCache, tag: str, body: bytes | N
         response = cached(request, tag, b"", MVT, pinned=pinned)
         response.status_code = 204
         return response
+    truncated = _truncated(body, cap)
     if _wants_gzip(request):
         zipped = cache.get(tag + ":gzip")
         if zipped is None:
             zipped = gzip.compress(body, compresslevel=6, mtime=0)
             cache.put(tag + ":gzip", zipped)
         return cached(request, tag, zipped, MVT, pinned=pinned,
-                      headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
-    return cached(request, tag, body, MVT, pinned=pinned)
+                      headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding",
+                               **truncated})
+    return cached(request, tag, body, MVT, pinned=pinned, headers=truncated)
 
 
 @router.get(
     "/collections/{collectionId}/tiles/{tileMatrixSetId}/{z}/{x}/{y}",
     summary="One vector tile (Mapbox Vector Tile)",
     response_class=Response,
-    responses={200: {"content": {MVT: {}}, "description": "A Mapbox Vector Tile"},
+    responses={200: {"content": {MVT: {}}, "description": "A Mapbox Vector Tile",
+                     "headers": {"X-Placespend-Truncated": {
+                         "description": "true when the tile holds max_tile_features features, "
+                                        "the most it may: others were dropped",
+                         "schema": {"type": "string", "enum": ["true"]}}}},
                204: {"description": "No feature in this tile"}, **NOT_MODIFIED, **ERRORS},
 )
 async def tile(
@@ -232,7 +289,7 @@ async def tile(
         tag = pinned_tag(collectionId, run, q)
         body = cache.get(tag)
         if body is not None:
-            return keep_answer(request, _tile_response(request, cache, tag, body, True))
+            return keep_answer(request, _tile_response(request, cache, tag, body, True, q.cap))
 
     def render() -> tuple[str, bytes | None]:
         """The tile's key and bytes (None: the client has it, so it is not made)."""
@@ -247,5 +304,5 @@ async def tile(
         return key, data
 
     tag, body = await run_in_threadpool(render)
-    response = _tile_response(request, cache, tag, body, run is not None)
+    response = _tile_response(request, cache, tag, body, run is not None, q.cap)
     return keep_answer(request, response) if run is not None else response

@@ -23,6 +23,7 @@ from api.http import base_url, json_response
 from domain.errors import BadRequest, NotFound, TooLarge
 from placespend import load
 from store import registry
+from store.db import set_local_timeout
 
 router = APIRouter(tags=["Uploads"])
 
@@ -33,7 +34,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     200: {"description": "The same file was already loaded: nothing new was stored"},
     400: {"description": "An option is malformed, or the form has no file"},
     401: {"description": "No API key, or an unknown one"},
-    403: {"description": "The API key was revoked"},
+    403: {"description": "The API key was revoked, or its role or scope does not allow this"},
+    409: {"description": "A concurrent upload stored the same thing at the same moment"},
+    429: {"description": "Too many writes from this key: wait as Retry-After says"},
     404: {"description": "No such kind of upload"},
     413: {"description": "The file is over the size limit"},
     422: {"description": "The file was refused: every row or feature at fault, with its fix"},
@@ -95,8 +98,14 @@ async def upload(
         with tempfile.TemporaryDirectory(prefix="placespend-upload-") as tmp:
             path = await _save(file, Path(tmp))
             name = Path(file.filename).name
+            request.state.audit_target = name
+            request.state.audit_sha256 = await run_in_threadpool(
+                load.batch_sha256, load.Upload(path, name), opts)
+            set_local_timeout(conn, request.app.state.settings.write_timeout_ms)
             done = await run_in_threadpool(
-                loader.load, conn, load.Upload(path, name), opts, loaded_by=key["name"])
+                loader.load, conn, load.Upload(path, name), opts, loaded_by=key.name,
+                grant=key)
+    request.state.audit_created = done.created
     body = {**done.as_dict(), "links": [
         {"rel": "self", "href": f"{base_url(request)}/uploads/batches/{done.batch_id}",
          "type": "application/json"}]}

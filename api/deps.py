@@ -25,7 +25,10 @@ def get_conn(request: Request) -> Iterator[Connection]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-ConnDep = Annotated[Connection, Depends(get_conn)]
+#: Ends (commits, or rolls back) before the answer is sent ("function" scope): a client told
+#: 201 can read what it wrote at once, and a commit that fails is a 503, not a 201 for a
+#: write that was then lost (tests/test_faults.py found the latter with the default scope).
+ConnDep = Annotated[Connection, Depends(get_conn, scope="function")]
 
 
 def require_key(request: Request, conn: ConnDep) -> Grant:

@@ -126,13 +126,19 @@ def point_collections(conn: Connection, run_id: int, collection_ids: list[str],
 
 # ---- seals: the hash of what a run and a publication hold -------------------------------
 
-#: What a run's seal covers, each as one COPY query in a fixed order (no run ids: a retry of
-#: the same inputs seals the same hash).
+#: What a run's seal covers, each as one COPY query in a fixed order. No serial ids (of the
+#: run, its atom set, its lines, its target set), which a failed attempt may have used up: a
+#: retry of the same inputs seals the same hash.
 _RUN_PARTS = (
-    "SELECT financial_year, inputs_sha256, algorithm_version, params::text,"
-    " conservation::text FROM run WHERE id = {run}",
-    "SELECT line_id, proxy, method, allocated_pence, reason, passed_on_pence, netted_pence"
-    " FROM run_line WHERE run_id = {run} ORDER BY line_id",
+    # the atom set by its name, not its serial id (a failed attempt may have used one up)
+    "SELECT r.financial_year, a.slug, r.algorithm_version, r.params::text,"
+    " r.conservation::text FROM run r JOIN atom_set a ON a.id = r.atom_set_id"
+    " WHERE r.id = {run}",
+    # each line by its batch's content hash and its row (ids are used up by failed loads)
+    "SELECT b.sha256, s.source_row, l.proxy, l.method, l.allocated_pence, l.reason,"
+    " l.passed_on_pence, l.netted_pence FROM run_line l JOIN spend_line s ON s.id = l.line_id"
+    " JOIN upload_batch b ON b.id = s.batch_id WHERE l.run_id = {run}"
+    " ORDER BY b.sha256, s.source_row",
     "SELECT s.slice_id, b.slug, s.cofog_code, s.method FROM run_slice s"
     " JOIN body b ON b.id = s.body_id WHERE s.run_id = {run} ORDER BY s.slice_id",
     "SELECT atom_id, slice_id, amount_pence FROM atom_allocation WHERE run_id = {run}"
@@ -144,8 +150,9 @@ _RUN_PARTS = (
 )
 #: What a publication's seal covers (its description names the run id, so it is left out).
 _COLLECTION_PARTS = (
-    "SELECT id, target_set_id, fit, title, properties::text, allocated_pence, outside_pence"
-    " FROM collection WHERE id = {id} AND run_id = {run}",
+    "SELECT c.id, t.slug, t.version, c.fit, c.title, c.properties::text, c.allocated_pence,"
+    " c.outside_pence FROM collection c JOIN boundary_set t ON t.id = c.target_set_id"
+    " WHERE c.id = {id} AND c.run_id = {run}",
     "SELECT t.target_code, t.slice_id, t.amount_pence FROM target_allocation t"
     " JOIN collection c ON c.run_id = t.run_id AND c.target_set_id = t.target_set_id"
     " AND c.fit = t.fit WHERE c.id = {id} AND c.run_id = {run}"

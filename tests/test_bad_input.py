@@ -80,7 +80,7 @@ def db() -> Iterator[Database]:
     with connect(url) as conn:
         load_embedded(conn)
         key = keys.create(conn, "bad-input-suite")
-    app = create_app(Settings(database_url=url))
+    app = create_app(Settings(database_url=url, write_rate_per_minute=0))
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Database(url, client, {"Authorization": f"Bearer {key}"})
 

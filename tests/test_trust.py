@@ -72,7 +72,7 @@ def trust(tmp_path_factory: pytest.TempPathFactory):
             "revoked": keys.create(conn, "t-revoked", "editor"),
         }
         keys.revoke(conn, "t-revoked")
-    app = create_app(Settings(database_url=url))
+    app = create_app(Settings(database_url=url, write_rate_per_minute=0))
     with TestClient(app) as client:
         yield SimpleNamespace(url=url, client=client, keys=made, paths=paths, run=run.run_id,
                               request=request, transfers=transfers, folder=folder)
@@ -469,3 +469,18 @@ def test_grants_refuse_what_the_roles_do_not_allow() -> None:
         scoped.need_place("dalston", "save neighbourhoods")  # bodies only
     Grant("a", "admin").need_unscoped("make runs")
     assert json.dumps(Grant("e", "editor").describe()) == '"editor"'
+
+
+def test_an_upload_of_too_many_parts_is_a_400_and_audited(trust) -> None:
+    t = trust
+    fields = {f"f{i}": "x" for i in range(150)}
+    r = t.client.post("/uploads/boundaries", headers=_headers(t, "editor"),
+                      files={"file": ("w.geojson", t.paths["wards"].read_bytes())}, data=fields)
+    assert r.status_code == 400 and r.json()["fix"], r.text
+    r = t.client.post("/uploads/boundaries", headers=_headers(t, "editor"),
+                      files=[("file", ("a.geojson", b"{}")), ("file", ("b.geojson", b"{}"))])
+    assert r.status_code == 400 and r.json()["fix"], r.text
+    with connect(t.url) as conn:
+        last = conn.execute("SELECT outcome, status FROM audit_log ORDER BY id DESC LIMIT 2"
+                            ).fetchall()
+    assert [(e["outcome"], e["status"]) for e in last] == [("refused", 400)] * 2

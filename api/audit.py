@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.limits import BUDGET_PATH, WRITE_METHODS, presented_key
+from api.observe import route_template
 from placespend import audit
 from store.db import pooled
 
@@ -63,8 +64,7 @@ def _record(scope: Scope, status: int, body: bytes) -> None:
             detail = json.loads(body or b"{}").get("cause")
         except (ValueError, AttributeError):
             detail = None
-    route = scope.get("route")
-    action = f"{scope['method']} {getattr(route, 'path', None) or 'unmatched'}"
+    action = f"{scope['method']} {route_template(scope)}"
     client = scope.get("client")
     prefix = state.get("key_prefix")
     if prefix is None:  # refused before the key was looked at (a 413, a 429, a bad body)

@@ -23,6 +23,14 @@ def migration_files() -> list[tuple[str, str]]:
     return [(name, files.joinpath(name).read_text(encoding="utf-8")) for name in names]
 
 
+def applied_migrations(conn: Connection) -> set[str] | None:
+    """The migrations the database records as applied; None if it has no record at all."""
+    row = conn.execute("SELECT to_regclass('schema_migration') IS NOT NULL AS present").fetchone()
+    if not row["present"]:
+        return None
+    return {r["name"] for r in conn.execute("SELECT name FROM schema_migration")}
+
+
 def migrate(conn: Connection, *, api_password: str | None = None) -> list[str]:
     """Apply the migrations this database lacks and the API role's grants; return the names.
 

@@ -46,10 +46,9 @@ from api.query import (
     queryables,
     store_filters,
 )
-from domain.errors import NotFound, SetupError
+from domain.errors import NotFound
 from placespend import downloads
 from store import features as store
-from store.db import pooled
 
 log = logging.getLogger("placespend.api")
 
@@ -574,27 +573,3 @@ def download(
     response = cached(request, tag, body, downloads.MEDIA[f], pinned=run is not None,
                       headers=headers)
     return keep_answer(request, response) if run is not None else response
-
-
-# ---- health ------------------------------------------------------------------------------
-
-
-@router.get(
-    "/health",
-    summary="Health",
-    responses={503: {"description": "The database does not answer"}},
-)
-def health(request: Request) -> JSONResponse:
-    """``{"status": "ok", "database": "ok"}`` once the database answers ``SELECT 1``."""
-    try:
-        with pooled(request.app.state.pool, timeout=5) as conn:
-            store.ping(conn)
-    except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"; details to the log
-        log.warning("health check: database did not answer: %s", type(exc).__name__,
-                    exc_info=True)
-        raise SetupError(
-            "the database did not answer",
-            "check that PostGIS is running and DATABASE_URL points at it, then retry",
-            where="database",
-        ) from None
-    return json_response({"status": "ok", "database": "ok"})

@@ -1,13 +1,14 @@
-"""Operations: readiness (``/ready``) and Prometheus metrics (``/metrics``).
+"""Operations: health (``/health``), readiness (``/ready``) and metrics (``/metrics``).
 
-``/health`` (api.routers.features) says the process and its database answer (liveness);
-``/ready`` says the database also holds every migration this code has, so traffic may come.
+``/health`` says the process and its database answer (liveness); ``/ready`` says the database
+also holds every migration this code has, so traffic may come.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -16,9 +17,11 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 from api.http import json_response
 from domain.errors import SetupError
 from store.db import Connection, pooled
-from store.migrate import migration_files
+from store.features import ping
+from store.migrate import applied_migrations, migration_files
 
 log = logging.getLogger("placespend.api")
+T = TypeVar("T")
 
 router = APIRouter(tags=["Operations"])
 
@@ -26,12 +29,29 @@ router = APIRouter(tags=["Operations"])
 METRICS_MEDIA = "text/plain; version=0.0.4"
 
 
-def _applied_migrations(conn: Connection) -> set[str] | None:
-    """The migrations the database records as applied; None if it has no record at all."""
-    row = conn.execute("SELECT to_regclass('schema_migration') IS NOT NULL AS present").fetchone()
-    if not row["present"]:
-        return None
-    return {r["name"] for r in conn.execute("SELECT name FROM schema_migration")}
+def _ask_database(request: Request, what: str, question: Callable[[Connection], T]) -> T:
+    """``question(conn)`` on a pool connection; a database that does not answer is a 503."""
+    try:
+        with pooled(request.app.state.pool, timeout=5) as conn:
+            return question(conn)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"; details to the log
+        log.warning("%s: database did not answer: %s", what, type(exc).__name__, exc_info=True)
+        raise SetupError(
+            "the database did not answer",
+            "check that PostGIS is running and DATABASE_URL points at it, then retry",
+            where="database",
+        ) from None
+
+
+@router.get(
+    "/health",
+    summary="Health",
+    responses={503: {"description": "The database does not answer"}},
+)
+def health(request: Request) -> JSONResponse:
+    """``{"status": "ok", "database": "ok"}`` once the database answers ``SELECT 1``."""
+    _ask_database(request, "health check", ping)
+    return json_response({"status": "ok", "database": "ok"})
 
 
 @router.get(
@@ -52,17 +72,7 @@ def ready(request: Request) -> JSONResponse:
     For a load balancer or an orchestrator's readiness probe; ``/health`` is the liveness one.
     """
     wanted = [name for name, _ in migration_files()]
-    try:
-        with pooled(request.app.state.pool, timeout=5) as conn:
-            applied = _applied_migrations(conn)
-    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; details to the log
-        log.warning("readiness check: database did not answer: %s", type(exc).__name__,
-                    exc_info=True)
-        raise SetupError(
-            "the database did not answer",
-            "check that PostGIS is running and DATABASE_URL points at it, then retry",
-            where="database",
-        ) from None
+    applied = _ask_database(request, "readiness check", applied_migrations)
     missing = [name for name in wanted if name not in (applied or set())]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5

@@ -100,7 +100,7 @@ def translate(exc: BaseException) -> PlacespendError | None:
     if isinstance(exc, (pg_errors.SerializationFailure, pg_errors.DeadlockDetected,
                         pg_errors.LockNotAvailable)):
         return Unavailable("the change met a concurrent one and was undone", "send it again")
-    if isinstance(exc, pg_errors.InsufficientResources):
+    if (exc.sqlstate or "").startswith("53"):  # class 53: disk full, out of memory...
         return Unavailable("the database server is out of space or memory: nothing was stored",
                            "free disk space on the database server, then send it again")
     if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):

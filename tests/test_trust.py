@@ -275,6 +275,12 @@ def test_a_change_of_published_figures_is_a_409_not_a_500(trust) -> None:
                          " SELECT name, prefix || 'x', sha256 || 'x', role FROM api_key LIMIT 1")
     assert isinstance(translate(caught.value), Conflict)
     with psycopg.connect(trust.url) as conn:
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute("DO $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE ="
+                         " 'disk_full'; END $$")
+    disk = translate(caught.value)
+    assert isinstance(disk, Unavailable) and "out of space" in disk.cause
+    with psycopg.connect(trust.url) as conn:
         conn.execute("SET statement_timeout = 50")
         with pytest.raises(psycopg.Error) as caught:
             conn.execute("SELECT pg_sleep(2)")

@@ -490,3 +490,36 @@ def test_an_upload_of_too_many_parts_is_a_400_and_audited(trust) -> None:
         last = conn.execute("SELECT outcome, status FROM audit_log ORDER BY id DESC LIMIT 2"
                             ).fetchall()
     assert [(e["outcome"], e["status"]) for e in last] == [("refused", 400)] * 2
+
+
+def test_placespend_verify_exits_0_when_every_seal_matches(trust, monkeypatch, capsys) -> None:
+    from placespend import cli
+
+    monkeypatch.setenv("DATABASE_URL", trust.url)
+    assert cli.main(["verify"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert "match their seal" in out and "CHANGED" not in out
+    with connect(trust.url) as conn:
+        n = conn.execute("SELECT count(*) AS n FROM audit_log WHERE action LIKE '%%verify%%'"
+                         ).fetchone()["n"]
+    assert n == 0  # a read: not audited as a write
+
+
+def test_cli_keys_with_a_role_and_scope_are_audited(trust, monkeypatch, capsys) -> None:
+    from placespend import cli
+
+    monkeypatch.setenv("DATABASE_URL", trust.url)
+    assert cli.main(["keys", "create", "t-cli", "--role", "editor", "--body", "council"]) == 0
+    key = capsys.readouterr().out.strip().splitlines()[-1]
+    assert key.startswith("psk_")
+    assert cli.main(["keys", "create", "t-cli"]) == 2  # the name is taken: one line, exit 2
+    with connect(trust.url) as conn:
+        rows = conn.execute("SELECT action, outcome, actor FROM audit_log ORDER BY id DESC"
+                            " LIMIT 2").fetchall()
+        stored = conn.execute("SELECT role, bodies FROM api_key WHERE name = 't-cli'"
+                              ).fetchone()
+    assert [(r["action"], r["outcome"]) for r in rows] == [("key:create", "refused"),
+                                                          ("key:create", "ok")]
+    assert rows[0]["actor"].startswith("cli")
+    assert stored == {"role": "editor", "bodies": ["council"]}

@@ -56,33 +56,37 @@ class Grant:
                 "body and place, and this key is limited to some",
                 "use an editor key without a scope, or ask an administrator")
 
-    def covers_body(self, body: str) -> bool:
-        """True if an editor (or admin) of this key may write for ``body``."""
+    def covers(self, kind: str, value: str) -> bool:
+        """True if this key may write for ``value``, a body (``kind="bodies"``) or a place.
+
+        An admin or an unscoped editor covers everything; a scoped editor only what its scope
+        of that kind names (an editor scoped to places only covers no body, and the reverse).
+        """
         if self.role == "admin":
             return True
+        mine = self.bodies if kind == "bodies" else self.places
         return self.role == "editor" and (
-            self.bodies is None and self.places is None
-            or self.bodies is not None and body in self.bodies)
+            not self.scoped or mine is not None and value in mine)
+
+    def covers_body(self, body: str) -> bool:
+        """True if an editor (or admin) of this key may write for ``body``."""
+        return self.covers("bodies", body)
+
+    def _need_covered(self, kind: str, value: str, action: str) -> None:
+        self.need("editor", action)
+        if not self.covers(kind, value):
+            word = "for" if kind == "bodies" else "in"
+            raise Forbidden(f"the key {self.name!r} ({self.describe()}) may not {action} "
+                            f"{word} {value}",
+                            f"use a key scoped to {value}, or ask an administrator")
 
     def need_body(self, body: str, action: str) -> None:
         """Forbidden unless an editor whose bodies include ``body`` (or every body)."""
-        self.need("editor", action)
-        if self.role != "admin" and self.bodies is not None and body not in self.bodies:
-            raise Forbidden(f"the key {self.name!r} ({self.describe()}) may not {action} for "
-                            f"{body}", f"use a key scoped to {body}, or ask an administrator")
-        if self.role != "admin" and self.bodies is None and self.places is not None:
-            raise Forbidden(f"the key {self.name!r} ({self.describe()}) is for places only and "
-                            f"may not {action} for {body}", "use a key scoped to that body")
+        self._need_covered("bodies", body, action)
 
     def need_place(self, place: str, action: str) -> None:
         """Forbidden unless an editor whose places include ``place`` (or every place)."""
-        self.need("editor", action)
-        if self.role != "admin" and self.places is not None and place not in self.places:
-            raise Forbidden(f"the key {self.name!r} ({self.describe()}) may not {action} in "
-                            f"{place}", f"use a key scoped to {place}, or ask an administrator")
-        if self.role != "admin" and self.places is None and self.bodies is not None:
-            raise Forbidden(f"the key {self.name!r} ({self.describe()}) is for bodies only and "
-                            f"may not {action} in {place}", "use a key scoped to that place")
+        self._need_covered("places", place, action)
 
 
 #: The CLI: the operator at the server, with the owner's rights.
